@@ -1,0 +1,1 @@
+"""Numpy-only planning blocks: kinematic bicycle, action codebook, decoder, controllers, route following."""

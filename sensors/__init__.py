@@ -1,0 +1,1 @@
+"""Sensor rig, frame buffer and every coordinate-frame conversion."""

@@ -1,0 +1,1 @@
+"""Training: datasets, codebook building, SFT and GRPO on top of TRL."""
