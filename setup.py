@@ -29,7 +29,7 @@ setup(
     packages=packages,
     package_dir=package_dir,
     package_data={
-        "autovla_agent": ["navsim_config/agent/*.yaml", "sim/maps/*.xodr", "sim/maps/LICENSE*", "assets/**/*"],
+        "autovla_agent": ["navsim_config/*.yaml", "navsim_config/agent/*.yaml", "sim/maps/*.xodr", "sim/maps/LICENSE*", "assets/**/*"],
         "autovla_agent.routes": ["*.xml", "*.md", "LICENSE*"],
         "autovla_agent.leaderboard_configs": ["*.yaml"],
     },

@@ -1,0 +1,1 @@
+"""Embedded closed-loop runner: CARLA town maps offline, kinematic ego, IDM traffic, rendered sensors, scoring."""

@@ -1,0 +1,419 @@
+"""Privileged expert agent for the embedded runner: follows the route with IDM gap keeping through our controllers.
+
+A leaderboard-style agent file (``get_entry_point()``, the ``AgentBase`` call protocol): run it with
+``autovla-evaluate --agent autovla_agent/sim/expert.py``. The runner hands it the embedded ``World`` through
+``set_privileged_world(world)`` (called after ``set_global_plan``, before ``setup``); it reads the dense route,
+the ego state and every other vehicle (with the lanes each will take) from it, never from sensors.
+
+Every tick (20 Hz) it plans a trajectory for the rear axle along the dense route centre line:
+- target speed along the path: ``min(max_speed, sqrt(max_lateral_accel / |curvature|))``, then limited backwards
+  by ``plan_decel_mps2`` so it slows before curves;
+- the leader: the nearest vehicle whose box reaches into the ego's corridor along the path (a parked or stopped
+  one is an obstacle at speed 0); vehicles about to cross the path (predicted along their lanes) that reach the
+  crossing point before the ego, or within ``yield_margin_s`` of it, are yielded to as stopped obstacles;
+- a rollout of IDM-like gap keeping (``min(free-road accel, IDM interaction)``) over ``horizon_s`` gives the
+  speed profile, hence timed poses.
+It drives the plan through ``planners.control.TrajectoryTracker`` (the same controllers as the AutoVLA agent)
+and ``sensors.frames.steer_norm_to_carla`` for CARLA's steer sign.
+
+Exposed per tick (training data, replays): ``last_step_record`` (route ahead, leader, target speed, meta action,
+command, control) and, every ``plan_record_every_s``, ``last_plan_record`` (the runner's replay hook).
+Config: ``setup("")`` uses the defaults; ``setup(path)`` loads an ``ExpertConfig`` YAML (Bench2Drive's
+``+save_name`` suffix is ignored).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from autovla_agent.agent_base import AgentBase, Track, road_option_name
+from autovla_agent.sensors import frames
+
+__all__ = ["ExpertAgent", "ExpertConfig", "get_entry_point", "idm_accel_mps2", "speed_profile_mps"]
+
+
+def get_entry_point() -> str:
+    """Name of the agent class in this file, as the leaderboard evaluator expects."""
+    return "ExpertAgent"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExpertConfig:
+    """Driving style, perception margins and declared sensors of the expert."""
+
+    max_speed_mps: float = 8.0  # Town01/02 limit 30 km/h = 8.33 m/s
+    max_lateral_accel_mps2: float = 1.8
+    plan_decel_mps2: float = 1.8  # how early it slows for curves
+    max_accel_mps2: float = 1.5
+    comfort_decel_mps2: float = 2.5  # IDM b
+    max_decel_mps2: float = 6.0
+    speed_gain_1ps: float = 1.2  # free-road speed tracking gain
+    time_headway_s: float = 1.3  # IDM T
+    min_gap_m: float = 3.0  # IDM s0, bumper to bumper
+    lookahead_m: float = 60.0
+    horizon_s: float = 4.0
+    plan_dt_s: float = 0.1
+    corridor_half_width_m: float = 1.5  # a box corner this close to the path blocks it
+    yield_horizon_s: float = 4.0
+    yield_margin_s: float = 2.0  # yield when a crossing vehicle arrives less than this after the ego
+    merge_margin_s: float = 1.0  # the same for a vehicle joining the ego's lane in its direction
+    plan_record_every_s: float = 0.5
+    camera: Literal["none", "front"] = "front"  # declared sensors: front camera + GNSS, IMU, speedometer
+    camera_width_px: int = 640
+    camera_height_px: int = 360
+    camera_fov_deg: float = 70.0
+    control: Any = None  # planners.control.ControlConfig; None -> its defaults
+
+    def __post_init__(self) -> None:
+        """Reject non-positive limits and horizons."""
+        for name in ("max_speed_mps", "max_lateral_accel_mps2", "plan_decel_mps2", "max_accel_mps2",
+                     "comfort_decel_mps2", "max_decel_mps2", "lookahead_m", "horizon_s", "plan_dt_s"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"ExpertConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+
+# --------------------------------------------------------------------------------------------- pure planning
+def speed_profile_mps(yaw_rad: np.ndarray, s_m: np.ndarray, max_speed_mps: float, max_lateral_accel_mps2: float,
+                      decel_mps2: float) -> np.ndarray:
+    """Target speed (N,) along a path: curvature-limited, then limited backwards by ``decel_mps2``."""
+    yaw = np.unwrap(np.asarray(yaw_rad, float))
+    s = np.asarray(s_m, float)
+    if len(s) < 3:
+        return np.full(len(s), max_speed_mps)
+    kappa = np.gradient(yaw, s, edge_order=1)
+    kappa = np.convolve(np.abs(kappa), np.ones(5) / 5.0, mode="same")
+    v = np.minimum(max_speed_mps, np.sqrt(max_lateral_accel_mps2 / np.maximum(kappa, 1e-6)))
+    for i in range(len(v) - 2, -1, -1):
+        v[i] = min(v[i], math.sqrt(v[i + 1] ** 2 + 2.0 * decel_mps2 * max(s[i + 1] - s[i], 0.0)))
+    return v
+
+
+def idm_accel_mps2(speed_mps: float, target_mps: float, gap_m: float, leader_speed_mps: float,
+                   cfg: ExpertConfig) -> float:
+    """IDM-like acceleration: ``min`` of free-road speed tracking and IDM's interaction term, clamped."""
+    free = float(np.clip(cfg.speed_gain_1ps * (target_mps - speed_mps), -cfg.comfort_decel_mps2, cfg.max_accel_mps2))
+    if math.isinf(gap_m):
+        return free
+    dv = speed_mps - leader_speed_mps
+    s_star = cfg.min_gap_m + max(0.0, speed_mps * cfg.time_headway_s
+                                 + speed_mps * dv / (2.0 * math.sqrt(cfg.max_accel_mps2 * cfg.comfort_decel_mps2)))
+    interaction = cfg.max_accel_mps2 * (1.0 - (s_star / max(gap_m, 0.1)) ** 2)
+    return float(np.clip(min(free, interaction), -cfg.max_decel_mps2, cfg.max_accel_mps2))
+
+
+def _project(path_xy: np.ndarray, path_s: np.ndarray, points_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arc length (P,) of the closest path point and the distance (P,) to the path for points (P, 2)."""
+    a, b = path_xy[:-1], path_xy[1:]
+    ab = b - a
+    ap = points_xy[:, None, :] - a[None]
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    d = np.linalg.norm(ap - t[..., None] * ab[None], axis=-1)
+    k = np.argmin(d, axis=1)
+    rows = np.arange(len(points_xy))
+    return path_s[k] + t[rows, k] * (path_s[k + 1] - path_s[k]), d[rows, k]
+
+
+def _box_points(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, length: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Corners, edge midpoints and centre (N, 9, 2) of boxes: the points tested against the corridor."""
+    u = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1], [1, 0], [-1, 0], [0, 1], [0, -1], [0, 0]], float)
+    lx, ly = u[:, 0] * 0.5 * length[:, None], u[:, 1] * 0.5 * width[:, None]
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    return np.stack([x[:, None] + lx * c - ly * s, y[:, None] + lx * s + ly * c], axis=-1)
+
+
+@dataclass(slots=True)
+class _Obstacle:
+    """Something the ego keeps a gap to: arc length along the path where it starts, and its speed along it."""
+
+    s_m: float
+    speed_mps: float
+    actor_id: int
+    kind: Literal["vehicle", "stopped", "crossing"]
+
+
+@dataclass(slots=True)
+class _State:
+    """Per-route state of the expert."""
+
+    route_index: int = 0
+    last_plan_time_s: float = -math.inf
+    plan_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    plan_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    last_time_s: float | None = None
+
+
+class ExpertAgent(AgentBase):
+    """The privileged expert (see the module docstring); a new instance per route, as every leaderboard agent."""
+
+    def __init__(self, carla_host: str = "localhost", carla_port: int = 2000, debug: bool = False) -> None:
+        super().__init__(carla_host, carla_port, debug)
+        self.config = ExpertConfig()
+        self.world: Any = None
+        self.last_plan_record: dict[str, Any] | None = None
+        self.last_step_record: dict[str, Any] | None = None
+        self._state = _State()
+        self._tracker: Any = None
+
+    # ------------------------------------------------------------------ leaderboard protocol
+    def set_privileged_world(self, world: Any) -> None:
+        """Receive the embedded ``World`` (route, ego, traffic): the expert's only input."""
+        self.world = world
+
+    def setup(self, path_to_conf_file: str) -> None:
+        """Load the ``ExpertConfig`` YAML (or defaults for ""), build the tracker, set the SENSORS track."""
+        from autovla_agent.config_io import load_yaml
+        from autovla_agent.planners.control import ControlConfig, TrajectoryTracker
+
+        path = (path_to_conf_file or "").split("+")[0].strip()
+        self.config = load_yaml(ExpertConfig, path) if path else ExpertConfig()
+        self.track = Track.SENSORS
+        vehicle = self.world.config.ego.vehicle if self.world is not None else None
+        if vehicle is None:
+            from autovla_agent.planners.vehicle import VehicleParams
+
+            vehicle = VehicleParams()
+        self._vehicle = vehicle
+        self._tracker = TrajectoryTracker(self.config.control or ControlConfig(), vehicle)
+
+    def sensors(self) -> list[dict[str, Any]]:
+        """Front camera (for replays and recorded data) plus GNSS, IMU, speedometer; the expert reads none."""
+        from autovla_agent.sensors.rig import CameraSpec, RigConfig
+
+        cfg = self.config
+        if cfg.camera == "none":
+            rig = RigConfig()
+            return [s for s in rig.to_leaderboard() if s["type"] != "sensor.camera.rgb"]
+        camera = CameraSpec(width_px=cfg.camera_width_px, height_px=cfg.camera_height_px, fov_deg=cfg.camera_fov_deg)
+        return RigConfig(cameras=(camera,)).to_leaderboard()
+
+    def destroy(self) -> None:
+        """Drop the per-route state and the world reference."""
+        self.world = None
+        self._tracker = None
+        self._state = _State()
+
+    def run_step(self, input_data: Any, timestamp: float) -> Any:
+        """Plan on the privileged state and return a ``carla.VehicleControl``."""
+        import carla
+
+        if self.world is None:
+            raise RuntimeError("the expert needs the embedded world: run it with autovla-evaluate")
+        del input_data
+        st = self._state
+        dt_s = float(self.world.config.dt_s) if st.last_time_s is None else max(timestamp - st.last_time_s, 1e-3)
+        st.last_time_s = timestamp
+        snap = self.world.snapshot()
+        rear = np.array([*snap.ego_rear_axle_xy_m, float(snap.ego.yaw_rad[0])])
+        speed = float(snap.ego.speed_mps[0])
+        path_xy, path_yaw, path_s, options = self._path_ahead(rear[:2])
+        s0 = float(_project(path_xy, path_s, rear[None, :2])[0][0])
+        v_profile = speed_profile_mps(path_yaw, path_s, self.config.max_speed_mps,
+                                      self.config.max_lateral_accel_mps2, self.config.plan_decel_mps2)
+        obstacle = self._nearest_obstacle(snap, path_xy, path_s, s0)
+        times, s_plan, v_plan = self._rollout(s0, speed, path_s, v_profile, obstacle)
+        poses = self._poses_at(path_xy, path_yaw, path_s, s_plan)
+        st.plan_t, st.plan_s = times, s_plan
+        self._tracker.set_plan(timestamp, times, poses, start_pose_world=rear)
+        blocked = obstacle is not None and obstacle.s_m - s0 < 12.0  # no creep recovery into an obstacle
+        cmd = self._tracker.step(timestamp, rear, speed, dt_s, obstacle_ahead=blocked)
+        control = carla.VehicleControl(steer=frames.steer_norm_to_carla(cmd.steer_norm),
+                                       throttle=float(np.clip(cmd.throttle_norm, 0.0, 1.0)),
+                                       brake=float(np.clip(cmd.brake_norm, 0.0, 1.0)))
+        self._records(timestamp, snap, path_xy, path_s, s0, options, v_profile, obstacle, v_plan, times, poses,
+                      control)
+        return control
+
+    # ------------------------------------------------------------------ planning steps
+    def _path_ahead(self, rear_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+        """The dense route from just behind the ego to ``lookahead_m`` ahead, extended straight past its end."""
+        route = self.world.route
+        xy, yaw, s = route.xy_world_m, route.yaw_world_rad, route.s_m
+        st = self._state
+        lo, hi = max(st.route_index - 5, 0), min(st.route_index + 40, len(xy))
+        d = np.linalg.norm(xy[lo:hi] - rear_xy, axis=1)
+        st.route_index = lo + int(np.argmin(d))
+        i0 = int(np.searchsorted(s, s[st.route_index] - 15.0))  # 15 m behind: followers are recognised
+        i1 = int(np.searchsorted(s, s[st.route_index] + self.config.lookahead_m)) + 1
+        p_xy, p_yaw, p_s = xy[i0:i1], yaw[i0:i1], s[i0:i1]
+        options = list(route.options[i0:i1])
+        if i1 >= len(xy):  # past the route end: keep going straight so the plan never runs out
+            ext = np.arange(1.0, 31.0)
+            heading = np.array([math.cos(yaw[-1]), math.sin(yaw[-1])])
+            p_xy = np.vstack([p_xy, xy[-1] + ext[:, None] * heading])
+            p_yaw = np.concatenate([p_yaw, np.full(len(ext), yaw[-1])])
+            p_s = np.concatenate([p_s, s[-1] + ext])
+            options += [options[-1] if options else None] * len(ext)
+        return p_xy, p_yaw, p_s, options
+
+    def _nearest_obstacle(self, snap: Any, path_xy: np.ndarray, path_s: np.ndarray, s0: float) -> _Obstacle | None:
+        """The closest vehicle in the corridor ahead, or a crossing vehicle to yield to."""
+        cfg, veh = self.config, snap.vehicles
+        if len(veh) == 0:
+            return None
+        front_m = self._vehicle.rear_axle_offset_m + 0.5 * self._vehicle.length_m
+        near = np.hypot(veh.x_m - path_xy[0, 0], veh.y_m - path_xy[0, 1]) < cfg.lookahead_m + 10.0
+        best: _Obstacle | None = None
+        pts = _box_points(veh.x_m, veh.y_m, veh.yaw_rad, veh.length_m, veh.width_m)
+        in_corridor: set[int] = set()
+        for k in np.flatnonzero(near):
+            s_pts, d_pts = _project(path_xy, path_s, pts[k])
+            inside = (d_pts < cfg.corridor_half_width_m) & (s_pts > s0 + 0.5)
+            if not inside.any():
+                continue
+            in_corridor.add(int(k))
+            s_hit = float(s_pts[inside].min())
+            i = min(int(np.searchsorted(path_s, s_hit)), len(path_s) - 1)
+            heading = math.atan2(path_xy[min(i + 1, len(path_xy) - 1), 1] - path_xy[max(i - 1, 0), 1],
+                                 path_xy[min(i + 1, len(path_xy) - 1), 0] - path_xy[max(i - 1, 0), 0])
+            along = float(veh.speed_mps[k]) * math.cos(float(veh.yaw_rad[k]) - heading)
+            kind = "stopped" if bool(veh.parked[k]) or abs(float(veh.speed_mps[k])) < 0.3 else "vehicle"
+            if best is None or s_hit < best.s_m:
+                best = _Obstacle(s_hit, max(along, 0.0), int(veh.ids[k]), kind)
+        crossing = self._crossing_conflict(snap, path_xy, path_s, s0, front_m, in_corridor)
+        if crossing is not None and (best is None or crossing.s_m < best.s_m):
+            best = crossing
+        return best
+
+    def _crossing_conflict(self, snap: Any, path_xy: np.ndarray, path_s: np.ndarray, s0: float, front_m: float,
+                           skip: set[int]) -> _Obstacle | None:
+        """A vehicle whose predicted path crosses or joins the corridor before (or just after) the ego gets there.
+
+        Vehicles already in the corridor ahead (leaders, in ``skip``) or behind the ego (followers) are skipped.
+        """
+        cfg, veh = self.config, snap.vehicles
+        moving = (np.abs(veh.speed_mps) > 0.5) & ~np.asarray(veh.parked, bool)
+        moving &= np.hypot(veh.x_m - path_xy[0, 0], veh.y_m - path_xy[0, 1]) < 40.0
+        if not moving.any() or len(self._state.plan_t) == 0:
+            return None
+        times = np.arange(0.25, cfg.yield_horizon_s + 1e-9, 0.25)
+        best: _Obstacle | None = None
+        for k in np.flatnonzero(moving):
+            if int(k) in skip:
+                continue
+            s_now, d_now = _project(path_xy, path_s, np.array([[veh.x_m[k], veh.y_m[k]]]))
+            if d_now[0] < cfg.corridor_half_width_m + 0.5 * float(veh.width_m[k]) and s_now[0] <= s0 + front_m:
+                continue  # a follower in the ego's lane
+            future = self._predict(k, veh, times)  # (T, 2) box centres
+            s_c, d_c = _project(path_xy, path_s, future)
+            enters = (d_c < cfg.corridor_half_width_m + 0.5 * float(veh.width_m[k])) & (s_c > s0 + front_m)
+            if not enters.any():
+                continue
+            j = int(np.argmax(enters))
+            t_other, s_conflict = float(times[j]), float(s_c[j])
+            step = future[min(j + 1, len(future) - 1)] - future[max(j - 1, 0)]
+            i = min(int(np.searchsorted(path_s, s_conflict)), len(path_s) - 2)
+            along = path_xy[i + 1] - path_xy[i]
+            cos_angle = float(np.dot(step, along)) / max(float(np.linalg.norm(step) * np.linalg.norm(along)), 1e-9)
+            margin = cfg.merge_margin_s if cos_angle > math.cos(math.radians(30.0)) else cfg.yield_margin_s
+            # When does the ego's front reach the conflict point on its current plan?
+            reach = np.flatnonzero(self._state.plan_s + front_m >= s_conflict - 0.5 * float(veh.length_m[k]))
+            t_ego = float(self._state.plan_t[reach[0]]) if len(reach) else math.inf
+            if t_other <= t_ego + margin:
+                obstacle = _Obstacle(s_conflict - 0.5 * float(veh.length_m[k]) - 1.0, 0.0, int(veh.ids[k]),
+                                     "crossing")
+                if t_ego < 0.5 and s_conflict - (s0 + front_m) < 2.0:
+                    continue  # already committed in front of it: braking here would stop in its way
+                if best is None or obstacle.s_m < best.s_m:
+                    best = obstacle
+        return best
+
+    def _predict(self, k: int, veh: Any, times: np.ndarray) -> np.ndarray:
+        """Predicted box centres (T, 2) of vehicle ``k``: along the lanes it will take, else straight ahead."""
+        traffic = getattr(self.world, "traffic", None)
+        speed = abs(float(veh.speed_mps[k]))
+        try:
+            row = int(np.flatnonzero(traffic.ids == veh.ids[k])[0])
+            if traffic.on_lane[row]:
+                lanes = [self.world.town.lanes[int(i)] for i in traffic.lane_seq[row]]
+                xy = np.concatenate([ln.xy_m for ln in lanes])
+                s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+                target = float(traffic.s_m[row]) + speed * times
+                return np.stack([np.interp(target, s, xy[:, 0]), np.interp(target, s, xy[:, 1])], -1)
+        except (AttributeError, IndexError, TypeError):
+            pass
+        heading = np.array([math.cos(float(veh.yaw_rad[k])), math.sin(float(veh.yaw_rad[k]))])
+        return np.array([veh.x_m[k], veh.y_m[k]]) + (speed * times)[:, None] * heading
+
+    def _rollout(self, s0: float, speed_mps: float, path_s: np.ndarray, v_profile: np.ndarray,
+                 obstacle: _Obstacle | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Times (T,), arc lengths (T,) and speeds (T,) of the IDM rollout from the current state."""
+        cfg = self.config
+        front_m = self._vehicle.rear_axle_offset_m + 0.5 * self._vehicle.length_m
+        n = round(cfg.horizon_s / cfg.plan_dt_s)
+        times = cfg.plan_dt_s * np.arange(1, n + 1)
+        s, v = s0, max(speed_mps, 0.0)
+        s_out, v_out = np.zeros(n), np.zeros(n)
+        for i in range(n):
+            target = float(np.interp(s, path_s, v_profile))
+            gap, lead_v = math.inf, 0.0
+            if obstacle is not None:
+                lead_v = obstacle.speed_mps
+                gap = obstacle.s_m + lead_v * i * cfg.plan_dt_s - (s + front_m)
+            a = idm_accel_mps2(v, target, gap, lead_v, cfg)
+            v_next = max(v + a * cfg.plan_dt_s, 0.0)
+            s += 0.5 * (v + v_next) * cfg.plan_dt_s
+            v = v_next
+            s_out[i], v_out[i] = s, v
+        return times, s_out, v_out
+
+    @staticmethod
+    def _poses_at(path_xy: np.ndarray, path_yaw: np.ndarray, path_s: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Rear-axle poses (T, 3) on the path at arc lengths ``s`` (world frame)."""
+        yaw = np.unwrap(path_yaw)
+        return np.stack([np.interp(s, path_s, path_xy[:, 0]), np.interp(s, path_s, path_xy[:, 1]),
+                         np.interp(s, path_s, yaw)], axis=-1)
+
+    # ------------------------------------------------------------------ records
+    def _records(self, t: float, snap: Any, path_xy: np.ndarray, path_s: np.ndarray, s0: float, options: list[Any],
+                 v_profile: np.ndarray, obstacle: _Obstacle | None, v_plan: np.ndarray, times: np.ndarray,
+                 poses: np.ndarray, control: Any) -> None:
+        speed = float(snap.ego.speed_mps[0])
+        ahead = (path_s >= s0) & (path_s <= s0 + 15.0)
+        names = [road_option_name(o) for o, a in zip(options, ahead, strict=True) if a and o is not None]
+        turn = next((n for n in names if n not in ("LANEFOLLOW", "VOID")), names[0] if names else "LANEFOLLOW")
+        lateral = {"LEFT": "turn left", "RIGHT": "turn right", "STRAIGHT": "go straight",
+                   "CHANGELANELEFT": "change lane to the left", "CHANGELANERIGHT": "change lane to the right"}
+        lateral_action = lateral.get(turn, "follow the lane")
+        v_target = float(v_plan[min(9, len(v_plan) - 1)])
+        if v_target < 0.3 and speed < 0.5:
+            longitudinal = "stop"
+        elif v_target > speed + 0.3:
+            longitudinal = "accelerate"
+        elif v_target < speed - 0.3:
+            longitudinal = "decelerate"
+        else:
+            longitudinal = "keep speed"
+        if obstacle is None:
+            v_curve = float(np.interp(s0, path_s, v_profile))
+            reason = "road clear" if v_curve >= self.config.max_speed_mps - 0.1 else f"curve ahead, {v_curve:.1f} m/s"
+        else:
+            gap = obstacle.s_m - (s0 + self._vehicle.rear_axle_offset_m + 0.5 * self._vehicle.length_m)
+            verb = {"vehicle": "following", "stopped": "stopped obstacle", "crossing": "yielding to crossing"}
+            reason = f"{verb[obstacle.kind]} vehicle {obstacle.actor_id} {gap:.1f} m ahead"
+            reason += f" at {obstacle.speed_mps:.1f} m/s"
+        step_ahead = (path_s >= s0) & (path_s <= s0 + 40.0)
+        self.last_step_record = {
+            "time_s": t,
+            "route_index": self._state.route_index,
+            "route_ahead_world": path_xy[step_ahead][::2],
+            "target_speed_mps": v_target,
+            "leader": None if obstacle is None else {"id": obstacle.actor_id, "kind": obstacle.kind,
+                                                     "distance_m": obstacle.s_m - s0, "speed_mps": obstacle.speed_mps},
+            "meta_action": {"lateral": lateral_action, "longitudinal": longitudinal},
+            "command": turn,
+            "control": [control.steer, control.throttle, control.brake],
+        }
+        if t - self._state.last_plan_time_s >= self.config.plan_record_every_s - 1e-6:
+            self._state.last_plan_time_s = t
+            self.last_plan_record = {
+                "time_s": t,
+                "poses_world": poses[4::5],
+                "thinking_mode": "fast",
+                "reasoning": f"{lateral_action}, {longitudinal}: {reason}.",
+                "status": "ok",
+                "command": lateral_action,
+            }

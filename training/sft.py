@@ -1,0 +1,220 @@
+"""Supervised fine-tuning of an AutoVLA-style model on TRL (``SFTTrainer`` subclass with AutoVLA's loss).
+
+``python -m autovla_agent.training.sft --config YAML [section.key=value ...]``; multi-GPU / multi-node:
+``accelerate launch --config_file training/accelerate_configs/{ddp,fsdp,deepspeed_zero2,deepspeed_zero3}.yaml
+-m autovla_agent.training.sft --config YAML``.
+
+What happens: the model folder is checked (weights load, tokenizer action vocabulary = codebook size) and the
+dataset validated before any training; futures are tokenised with the model's codebook; each batch is built
+by ``data.SFTCollator`` through the runtime's prompt builder (prompt masked, assistant turn supervised, fast
+samples with exactly the runtime's fast scaffold); the loss is AutoVLA's, per sample:
+``L_i = w_i * (L_LM,i + action_weight * L_action,i)`` with ``w_i = cot_weight`` for chain-of-thought samples,
+averaged over the batch. Trainer checkpoints (``checkpoint-N``) resume with ``train.resume: auto``; the final
+model is written in the runtime's layout to ``OUTPUT_DIR/model`` (LoRA merged), with the resolved config and
+package versions beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional
+from trl import SFTConfig, SFTTrainer
+
+from autovla_agent.config_io import load_yaml
+from autovla_agent.training.checkpoint import (
+    load_for_training,
+    pick_dtype,
+    resolve_resume,
+    save_runtime_folder,
+    write_provenance,
+)
+from autovla_agent.training.common import (
+    RuntimeFolderCallback,
+    freeze_vision_tower,
+    load_checked_samples,
+    lora_config,
+    training_device,
+)
+from autovla_agent.training.config import SFTRunConfig
+from autovla_agent.training.data import SFTCollator, sft_dataset
+
+logger = logging.getLogger(__name__)
+
+FINAL_DIR = "model"
+
+
+def autovla_sft_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    action_mask: torch.Tensor,
+    sample_weight: torch.Tensor,
+    action_weight: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """AutoVLA's per-sample SFT loss from logits aligned with ``labels`` (logits[:, t] predicts labels[:, t]).
+
+    Returns the batch loss (mean over samples of ``w * (L_LM + action_weight * L_action)``) and per-sample parts.
+    """
+    ce = functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    supervised = labels != -100
+    actions = action_mask & supervised
+    lm = (ce * supervised).sum(1) / supervised.sum(1).clamp(min=1)
+    act = (ce * actions).sum(1) / actions.sum(1).clamp(min=1)
+    per_sample = sample_weight * (lm + action_weight * act)
+    with torch.no_grad():
+        correct = (logits.argmax(-1) == labels) & actions
+        acc = correct.sum(1).float() / actions.sum(1).clamp(min=1)
+    return per_sample.mean(), {"lm_loss": lm.detach(), "action_loss": act.detach(), "action_accuracy": acc}
+
+
+class AutoVLASFTTrainer(SFTTrainer):
+    """``SFTTrainer`` with AutoVLA's per-sample weighted loss on the completion (logits of the tail only)."""
+
+    def __init__(self, *args: Any, action_weight: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.action_weight = action_weight
+        # The loss is a per-batch mean: let Trainer divide by the accumulation steps (not a token count).
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Forward on the batch, logits only over the completion tail, AutoVLA's weighted loss."""
+        mode = "train" if self.model.training else "eval"
+        labels = inputs.pop("labels")
+        action_mask = inputs.pop("action_mask")
+        sample_weight = inputs.pop("sample_weight")
+        supervised = labels != -100
+        # Left padding: completions end at the last position, so the first supervised column bounds the tail.
+        first = int(supervised.float().argmax(dim=1).min())
+        keep = labels.shape[1] - first + 1
+        outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
+        logits = outputs.logits[:, :-1]
+        loss, parts = autovla_sft_loss(
+            logits, labels[:, -(keep - 1) :], action_mask[:, -(keep - 1) :], sample_weight, self.action_weight
+        )
+        for name, values in parts.items():
+            self._metrics[mode][name].append(self.accelerator.gather_for_metrics(values).mean().item())
+        return (loss, outputs) if return_outputs else loss
+
+
+def training_arguments(config: SFTRunConfig, dtype: torch.dtype) -> SFTConfig:
+    """TRL ``SFTConfig`` from the run config (custom collator: no dataset preparation, keep every column)."""
+    t = config.train
+    return SFTConfig(
+        output_dir=config.output_dir,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        bf16=dtype == torch.bfloat16,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        dataloader_num_workers=t.dataloader_num_workers,
+        report_to=t.report_to,
+        use_cpu=t.use_cpu,
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=None,
+        packing=False,
+        save_only_model=False,  # optimizer and RNG states are needed to resume exactly
+    )
+
+
+def run_sft(config: SFTRunConfig) -> Path:
+    """Run SFT end to end; return the final runtime-layout model folder."""
+    start_s = time.perf_counter()
+    device = training_device(config.train)
+    dtype = pick_dtype(config.train.precision, device)
+    tm = load_for_training(config.model_path, dtype=torch.float32 if dtype == torch.bfloat16 else dtype)
+    samples = load_checked_samples(config.train_data, tm.codebook, config.num_action_tokens, tokens=config.tokens)
+    eval_samples = (
+        load_checked_samples(config.eval_data, tm.codebook, config.num_action_tokens, tokens=config.tokens)
+        if config.eval_data
+        else None
+    )
+    resume = resolve_resume(config.train.resume, config.output_dir)
+    logger.info(
+        "SFT: %d samples (%d with reasoning), model %s, K=%d, device %s, %s",
+        len(samples),
+        sum(s.is_slow for s in samples),
+        tm.path,
+        tm.codebook.num_tokens,
+        device,
+        dtype,
+    )
+    model = tm.model
+    if config.freeze_vision:
+        freeze_vision_tower(model)
+    peft_config = lora_config(config.lora, tm.action_vocab.token_ids) if config.lora.enabled else None
+    collator = SFTCollator(
+        tm.processor,
+        config.prompt,
+        tm.action_vocab.token_ids,
+        num_action_tokens=config.num_action_tokens,
+        cot_weight=config.loss.cot_weight,
+    )
+    collator.encode_sample(samples[0], Path(config.train_data))  # fail on prompt/config problems before training
+    trainer = AutoVLASFTTrainer(
+        model=model,
+        args=training_arguments(config, dtype),
+        train_dataset=sft_dataset(samples, config.train_data),
+        eval_dataset=sft_dataset(eval_samples, config.eval_data) if eval_samples else None,
+        data_collator=collator,
+        processing_class=tm.processor,
+        peft_config=peft_config,
+        callbacks=[RuntimeFolderCallback(tm.path, config, {"stage": "sft"})],
+        action_weight=config.loss.action_weight,
+    )
+    write_provenance(config.output_dir, config, {"stage": "sft", "model_path": str(tm.path)})
+    result = trainer.train(resume_from_checkpoint=resume)
+    final = save_runtime_folder(
+        trainer.model,
+        tm.processor,
+        tm.path,
+        Path(config.output_dir) / FINAL_DIR,
+        config,
+        {"stage": "sft", "base_model": str(tm.path), "train_loss": result.training_loss, "steps": result.global_step},
+    )
+    logger.info(
+        "SFT done in %.1f s (%d steps, loss %.4f): %s",
+        time.perf_counter() - start_s,
+        result.global_step,
+        result.training_loss,
+        final,
+    )
+    return final
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: ``--config YAML`` plus dotted overrides."""
+    parser = argparse.ArgumentParser(
+        prog="python -m autovla_agent.training.sft",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, required=True, help="YAML of SFTRunConfig")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=10")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_yaml(SFTRunConfig, args.config, args.overrides)
+    run_sft(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
