@@ -149,8 +149,10 @@ def resolve_config_path(name: str) -> Path:
 def parse_agent_config_arg(arg: str) -> AgentConfigSpec:
     """Split ``'<yaml> [key=value ...][+save_name]'`` (the evaluator's ``--agent-config``) into its parts."""
     text = (arg or "").strip()
-    # Bench2Drive appends '+' + save_name; config paths therefore never contain '+'.
-    text, _, save_name = text.partition("+")
+    # Bench2Drive appends '+' + save_name to its --agent-config for every route (so route 2 sees
+    # 'cfg+name1+name2'); config paths therefore never contain '+' and the save name is the last part.
+    text, _, suffix = text.partition("+")
+    save_name = suffix.rsplit("+", 1)[-1]
     if not text.strip():
         raise ConfigError(
             "no agent config given: pass --agent-config <yaml> to leaderboard_evaluator.py, e.g. "

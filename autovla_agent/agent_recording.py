@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from autovla_agent.agent_config import AgentConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -59,6 +61,29 @@ class AgentReplayRecorder:
         self._size = (float(length_m), float(width_m))
         self._frame = 0
         logger.info("recording the route to %s", self.log_dir)
+
+    @classmethod
+    def for_route(
+        cls, config: AgentConfig, route_xy_world_m: np.ndarray, config_path: str, save_name: str
+    ) -> AgentReplayRecorder:
+        """The recorder of one route under ``config.record_dir`` (folder: the save name, else a timestamp)."""
+        camera_id = config.rig.camera_ids[0]
+        meta = {
+            "route_xy_world_m": np.asarray(route_xy_world_m).tolist(),
+            "agent": "AutoVLAAgent",
+            "config": config_path,
+            "camera_id": camera_id,
+            "ego_length_m": config.vehicle.length_m,
+            "ego_width_m": config.vehicle.width_m,
+        }
+        return cls(
+            config.record_dir,
+            default_route_name(save_name),
+            meta,
+            camera_id,
+            config.vehicle.length_m,
+            config.vehicle.width_m,
+        )
 
     def step(
         self,
@@ -104,6 +129,16 @@ class MetricInfoWriter:
         self._get = get_metric_info
         self._flush_every = max(1, int(flush_every))
         self.metric_info: dict[int, Any] = {}
+
+    @classmethod
+    def for_route(
+        cls, config: AgentConfig, save_name: str, get_metric_info: Callable[[], Any] | None
+    ) -> MetricInfoWriter | None:
+        """The writer under ``config.metric_info_dir``; None (with a warning) without Bench2Drive's base class."""
+        if not callable(get_metric_info):
+            logger.warning("metric_info_dir is set but the base class has no get_metric_info (not Bench2Drive)")
+            return None
+        return cls(Path(config.metric_info_dir) / default_route_name(save_name), get_metric_info)
 
     def step(self, step: int) -> None:
         """Record the metric info of ``step``; rewrite the file every ``flush_every`` steps."""

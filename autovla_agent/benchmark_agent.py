@@ -123,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("autovla_agent").setLevel(logging.WARNING)
     logger.setLevel(logging.INFO)
-    config_arg = (
-        f"{args.config} planner=constant_velocity baseline_min_speed_mps={args.cruise_mps} log_level=WARNING"
-    )
+    config_arg = f"{args.config} planner=constant_velocity baseline_min_speed_mps={args.cruise_mps} log_level=WARNING"
     stats = run_benchmark(config_arg, args.ticks)
     logger.info(
         "agent per-tick cost, model excluded (constant-velocity planner, its time subtracted), %d ticks, "

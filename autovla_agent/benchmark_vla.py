@@ -479,12 +479,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reasoning-tokens", type=int, default=64, help="slow mode: reasoning tokens (limit)")
     parser.add_argument("--num-action-tokens", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.arch and args.pixels is None:
         args.pixels = AUTOVLA_PIXELS
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     document = run_benchmark(args)
     logger.info("median stage times in ms:\n%s", format_table(document))
     if args.json is not None:

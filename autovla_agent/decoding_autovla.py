@@ -15,12 +15,12 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from autovla_agent.completion_autovla import (
-    ACTION_TOKEN_FORMAT,
     ANSWER_CLOSE,
     FAST_THINKING_SENTENCE,
     SLOW_THINKING_SENTENCE,
@@ -35,17 +35,17 @@ from autovla_agent.types import PlanStatus, ThinkingMode
 logger = logging.getLogger(__name__)
 
 
-class VisionCache:
-    """LRU cache of vision-encoder outputs keyed by frame content hash + preprocessing settings."""
+class LRUCache:
+    """Least-recently-used cache with hit counters (vision-encoder outputs, normalised video frames)."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._store: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._store: OrderedDict[str, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> torch.Tensor | None:
-        """The cached embeddings (tokens, hidden) of a unit, or None."""
+    def get(self, key: str) -> Any | None:
+        """The cached value, or None (counted as a miss)."""
         value = self._store.get(key)
         if value is not None:
             self._store.move_to_end(key)
@@ -54,14 +54,17 @@ class VisionCache:
             self.misses += 1
         return value
 
-    def put(self, key: str, value: torch.Tensor) -> None:
-        """Store a unit's embeddings, evicting the least recently used entries beyond the limit."""
+    def __setitem__(self, key: str, value: Any) -> None:
         if self.max_entries <= 0:
             return
         self._store[key] = value
         self._store.move_to_end(key)
         while len(self._store) > self.max_entries:
             self._store.popitem(last=False)
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a value, evicting the least recently used entries beyond the limit."""
+        self[key] = value
 
     def __len__(self) -> int:
         return len(self._store)
@@ -144,7 +147,9 @@ class DecodeEngine:
         while common < min(len(self.fast_ids), len(self.slow_ids)) and self.fast_ids[common] == self.slow_ids[common]:
             common += 1
         self.common_len = common
-        self.vision_cache = VisionCache(decoding.vision_cache_size)
+        self.vision_cache = LRUCache(decoding.vision_cache_size)
+        # Normalised video frames: a frame is resized once even though sliding windows pair it differently.
+        self.frame_cache = LRUCache(decoding.vision_cache_size)
         self._prefix: tuple[tuple[int, ...], object] | None = None
         self.prefix_hits = 0
         self.generator = torch.Generator().manual_seed(decoding.seed)
@@ -167,7 +172,9 @@ class DecodeEngine:
         if missing:
             t0 = time.perf_counter()
             image_processor = self.runtime.processor.image_processor
-            pixels = np.concatenate([encoded.units[i].pixels(image_processor, encoded.budget) for i in missing])
+            pixels = np.concatenate(
+                [encoded.units[i].pixels(image_processor, encoded.budget, self.frame_cache) for i in missing]
+            )
             grid = torch.tensor([encoded.units[i].grid_thw for i in missing], dtype=torch.long)
             if timings is not None:
                 timings["pixels_s"] = time.perf_counter() - t0
@@ -394,7 +401,3 @@ class DecodeEngine:
             result.status = PlanStatus.REPAIRED
         self.last_result, self.last_encoded = result, encoded
         return result
-
-    def action_strings(self, indices: list[int]) -> str:
-        """Text of action indices, for logging."""
-        return "".join(ACTION_TOKEN_FORMAT.format(i) for i in indices)

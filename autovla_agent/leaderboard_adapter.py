@@ -24,7 +24,7 @@ import numpy as np
 from autovla_agent.agent_base import VehicleControl as _FallbackVehicleControl
 from autovla_agent.agent_base import road_option_name
 from autovla_agent.agent_config import AgentConfig, AgentConfigSpec, load_agent_config
-from autovla_agent.agent_recording import AgentReplayRecorder, MetricInfoWriter, default_route_name
+from autovla_agent.agent_recording import AgentReplayRecorder, MetricInfoWriter
 from autovla_agent.config_io import ConfigError
 from autovla_agent.driving_loop import ConstantVelocityPlanner, DrivingLoop, Planner, TickResult
 from autovla_agent.gnss_localizer import EgoEstimate, GnssLocalizer
@@ -203,32 +203,14 @@ class AutoVLAAgent(AutonomousAgent):
         )
         assert self.planner is not None
         self._loop = DrivingLoop(config, self.planner, frames.carla_to_world_xy(xy_carla), commands)
-        spec_name = self.config_spec.save_name if self.config_spec is not None else ""
+        save_name = self.config_spec.save_name if self.config_spec is not None else ""
+        config_path = str(self.config_spec.path) if self.config_spec is not None else ""
         if config.record_dir:
-            meta = {
-                "route_xy_world_m": frames.carla_to_world_xy(xy_carla).tolist(),
-                "agent": "AutoVLAAgent",
-                "config": str(self.config_spec.path) if self.config_spec else "",
-                "camera_id": config.rig.camera_ids[0],
-                "ego_length_m": config.vehicle.length_m,
-                "ego_width_m": config.vehicle.width_m,
-            }
-            self._recorder = AgentReplayRecorder(
-                config.record_dir,
-                default_route_name(spec_name),
-                meta,
-                config.rig.camera_ids[0],
-                config.vehicle.length_m,
-                config.vehicle.width_m,
+            self._recorder = AgentReplayRecorder.for_route(
+                config, frames.carla_to_world_xy(xy_carla), config_path, save_name
             )
-        get_metric_info = getattr(self, "get_metric_info", None)
         if config.metric_info_dir:
-            if callable(get_metric_info):
-                self._metric_writer = MetricInfoWriter(
-                    Path(config.metric_info_dir) / default_route_name(spec_name), get_metric_info
-                )
-            else:
-                logger.warning("metric_info_dir is set but the base class has no get_metric_info (not Bench2Drive)")
+            self._metric_writer = MetricInfoWriter.for_route(config, save_name, getattr(self, "get_metric_info", None))
 
     # ----------------------------------------------------------------------------------------------- ticks
     def run_step(self, input_data: Mapping[str, Any], timestamp: float) -> Any:

@@ -286,13 +286,11 @@ class VLAPlanner:
         ``completion`` is the text or the token ids after the prompt; the trajectory starts from ``ego``.
         """
         result = DecodeResult(
-            completion_ids=completion,
-            action_indices=(),
-            mode=mode or ThinkingMode.FAST,
-            reasoning="",
-            status=PlanStatus.OK,
+            completion_ids=[], action_indices=(), mode=mode or ThinkingMode.FAST, reasoning="", status=PlanStatus.OK
         )
-        return self._finish(result, "", ego.speed_mps, ego.accel_mps2, {}, trust_mode=mode is not None)
+        return self._finish(
+            result, "", ego.speed_mps, ego.accel_mps2, {}, completion=completion, trust_mode=mode is not None
+        )
 
     def _finish(
         self,
@@ -301,6 +299,7 @@ class VLAPlanner:
         speed_mps: float,
         accel_mps2: float,
         timings: dict[str, float],
+        completion: str | Sequence[int] | None = None,
         trust_mode: bool = True,
     ) -> Plan:
         """Parse the completion, decode the tokens, count the outcome; fall back when anything is unusable."""
@@ -313,7 +312,7 @@ class VLAPlanner:
         if result is not None:
             vocab = self.runtime.action_vocab
             parsed = parse_completion(
-                result.completion_ids,
+                result.completion_ids if completion is None else completion,
                 num_action_tokens=self.config.decoding.num_action_tokens,
                 num_codebook_tokens=vocab.num_tokens,
                 action_token_ids=vocab.token_ids,

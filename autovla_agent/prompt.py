@@ -35,8 +35,9 @@ from autovla_agent.configuration_autovla import ACTION_TOKEN_DURATION_S, PromptC
 from autovla_agent.processor_autovla import (
     PixelBudget,
     frame_digest,
+    normalize_frame,
+    patchify_clip,
     pixel_budget,
-    preprocess_clip,
     preprocess_image,
 )
 from autovla_agent.types import Observation, ThinkingMode
@@ -201,13 +202,26 @@ class VisionUnit:
     key: str  # content hash of the frames + kind + preprocessing settings
     kind: Literal["image", "video"]
     frames: tuple[np.ndarray, ...]
+    frame_keys: tuple[str, ...]  # per frame: content hash + preprocessing settings
     grid_thw: tuple[int, int, int]  # (1, h, w) patch grid of this unit
 
-    def pixels(self, image_processor, budget: PixelBudget) -> np.ndarray:
-        """Patches (h*w, C*T*p*p) float32 of this unit."""
+    def pixels(self, image_processor, budget: PixelBudget, frame_cache: Any = None) -> np.ndarray:
+        """Patches (h*w, C*T*p*p) float32 of this unit; ``frame_cache`` keeps normalised video frames by key.
+
+        A clip's frames are resized and normalised one by one, so a frame shared with an earlier pair
+        (sliding windows) is taken from ``frame_cache`` exactly as it was computed.
+        """
         if self.kind == "image":
             return preprocess_image(self.frames[0], image_processor, budget)[0]
-        return preprocess_clip(self.frames, image_processor, budget)[0]
+        normalized = []
+        for frame, key in zip(self.frames, self.frame_keys, strict=True):
+            chw = frame_cache.get(key) if frame_cache is not None else None
+            if chw is None:
+                chw = normalize_frame(frame, image_processor, budget)
+                if frame_cache is not None:
+                    frame_cache[key] = chw
+            normalized.append(chw)
+        return patchify_clip(normalized, budget)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +278,16 @@ def encode_prompt(processor, prompt: PromptInput, config: PromptConfig) -> Encod
             if id(frame) not in digests:
                 digests[id(frame)] = frame_digest(frame)
         if item.kind == "image":
-            key = f"image:{budget.key()}:{digests[id(item.frames[0])]}"
-            units.append(VisionUnit(key=key, kind="image", frames=item.frames, grid_thw=(1, gh, gw)))
+            frame_key = f"{budget.key()}:{digests[id(item.frames[0])]}"
+            units.append(
+                VisionUnit(
+                    key="image:" + frame_key,
+                    kind="image",
+                    frames=item.frames,
+                    frame_keys=(frame_key,),
+                    grid_thw=(1, gh, gw),
+                )
+            )
             image_grids.append((1, gh, gw))
             expanded.append(IMAGE_PAD * (gh * gw // merge_area))
         else:
@@ -275,8 +297,11 @@ def encode_prompt(processor, prompt: PromptInput, config: PromptConfig) -> Encod
             tp = budget.temporal_patch_size
             for t in range(0, len(frames), tp):
                 pair = tuple(frames[t : t + tp])
+                frame_keys = tuple(f"{budget.key()}:{digests[id(f)]}" for f in pair)
                 key = "video:" + budget.key() + ":" + ":".join(digests[id(f)] for f in pair)
-                units.append(VisionUnit(key=key, kind="video", frames=pair, grid_thw=(1, gh, gw)))
+                units.append(
+                    VisionUnit(key=key, kind="video", frames=pair, frame_keys=frame_keys, grid_thw=(1, gh, gw))
+                )
             video_grids.append((len(frames) // tp, gh, gw))
             expanded.append(VIDEO_PAD * (len(frames) // tp * gh * gw // merge_area))
         expanded.append(after)
@@ -324,7 +349,8 @@ def completion_token_ids(
 
     The runtime feeds the fixed opening, generates the reasoning, feeds the closing and decodes the actions,
     so each piece is tokenised on its own; tokenising the whole completion string at once could merge
-    characters across a piece boundary (e.g. ".\\n") and teach the model token sequences it never continues.
+    characters across a piece boundary (a full stop and a newline) and teach token sequences the runtime never
+    produces.
     """
     actions = [int(action_token_ids[i]) for i in action_indices]
     close = encode_completion(tokenizer, ANSWER_CLOSE)

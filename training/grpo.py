@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -310,6 +311,7 @@ def run_grpo(config: GRPORunConfig) -> Path:
     reward_funcs, reward_weights = build_rewards(config, tm)
     resume = resolve_resume(config.train.resume, config.output_dir)
     rollout = None if config.grpo.use_vllm else EngineRollout(tm, config, max_reasoning)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16, and known
     logger.info(
         "GRPO: %d prompts x G=%d, beta %.3g, %s, rewards %s (weights %s), reasoning <= %d tokens, device %s",
         len(samples),

@@ -110,6 +110,7 @@ class PipelineConfig:
     )
     grpo_lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False, train_action_embeddings=False))
     seed: int = 0
+    torch_threads: int = 1  # a tiny model runs fastest single-threaded (thread sync dominates on a busy CPU)
 
 
 class Pipeline:
@@ -275,8 +276,11 @@ class Pipeline:
 
     def run(self, install_default_model: bool = False) -> Path:
         """All stages, then the report; return the report path."""
+        import torch
+
         from autovla_agent.training.report import write_report
 
+        torch.set_num_threads(self.config.torch_threads)
         start = time.perf_counter()
         self.stage("collect", self.collect)
         self.stage("codebook", self.codebook)

@@ -151,7 +151,7 @@ class PDMReward:
         def make() -> SceneGeometry:
             return SceneGeometry(from_dict(SceneState, json.loads(scene_json)), self.config.pdm)
 
-        return self._geometry.get_or_make(sample_id, make)
+        return self._geometry.get_or_make(f"{sample_id}:{hash(scene_json)}", make)
 
     def score_indices(
         self, indices: Sequence[int], speed_mps: float, accel_mps2: float, geom: SceneGeometry, future: Any

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autovla_agent.agent_base import AgentBase, Track, road_option_name
+from autovla_agent.planners.control import ControlConfig, TrajectoryTracker
 from autovla_agent.sensors import frames
 
 __all__ = ["ExpertAgent", "ExpertConfig", "get_entry_point", "idm_accel_mps2", "speed_profile_mps"]
@@ -66,19 +67,35 @@ class ExpertConfig:
     camera_width_px: int = 640
     camera_height_px: int = 360
     camera_fov_deg: float = 70.0
-    control: Any = None  # planners.control.ControlConfig; None -> its defaults
+    control: ControlConfig = field(
+        # Speed read 0.3-0.8 s ahead: a launch from standstill (1.5 m/s2) clears the 0.4 m/s brake threshold of the
+        # first 0.5 s window; no creep recovery, the expert knows why it stands.
+        default_factory=lambda: ControlConfig(
+            target_speed_window_start_s=0.3, target_speed_window_end_s=0.8, use_creep=False
+        )
+    )
 
     def __post_init__(self) -> None:
         """Reject non-positive limits and horizons."""
-        for name in ("max_speed_mps", "max_lateral_accel_mps2", "plan_decel_mps2", "max_accel_mps2",
-                     "comfort_decel_mps2", "max_decel_mps2", "lookahead_m", "horizon_s", "plan_dt_s"):
+        for name in (
+            "max_speed_mps",
+            "max_lateral_accel_mps2",
+            "plan_decel_mps2",
+            "max_accel_mps2",
+            "comfort_decel_mps2",
+            "max_decel_mps2",
+            "lookahead_m",
+            "horizon_s",
+            "plan_dt_s",
+        ):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"ExpertConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
 
 # --------------------------------------------------------------------------------------------- pure planning
-def speed_profile_mps(yaw_rad: np.ndarray, s_m: np.ndarray, max_speed_mps: float, max_lateral_accel_mps2: float,
-                      decel_mps2: float) -> np.ndarray:
+def speed_profile_mps(
+    yaw_rad: np.ndarray, s_m: np.ndarray, max_speed_mps: float, max_lateral_accel_mps2: float, decel_mps2: float
+) -> np.ndarray:
     """Target speed (N,) along a path: curvature-limited, then limited backwards by ``decel_mps2``."""
     yaw = np.unwrap(np.asarray(yaw_rad, float))
     s = np.asarray(s_m, float)
@@ -92,15 +109,19 @@ def speed_profile_mps(yaw_rad: np.ndarray, s_m: np.ndarray, max_speed_mps: float
     return v
 
 
-def idm_accel_mps2(speed_mps: float, target_mps: float, gap_m: float, leader_speed_mps: float,
-                   cfg: ExpertConfig) -> float:
+def idm_accel_mps2(
+    speed_mps: float, target_mps: float, gap_m: float, leader_speed_mps: float, cfg: ExpertConfig
+) -> float:
     """IDM-like acceleration: ``min`` of free-road speed tracking and IDM's interaction term, clamped."""
     free = float(np.clip(cfg.speed_gain_1ps * (target_mps - speed_mps), -cfg.comfort_decel_mps2, cfg.max_accel_mps2))
     if math.isinf(gap_m):
         return free
     dv = speed_mps - leader_speed_mps
-    s_star = cfg.min_gap_m + max(0.0, speed_mps * cfg.time_headway_s
-                                 + speed_mps * dv / (2.0 * math.sqrt(cfg.max_accel_mps2 * cfg.comfort_decel_mps2)))
+    s_star = cfg.min_gap_m + max(
+        0.0,
+        speed_mps * cfg.time_headway_s
+        + speed_mps * dv / (2.0 * math.sqrt(cfg.max_accel_mps2 * cfg.comfort_decel_mps2)),
+    )
     interaction = cfg.max_accel_mps2 * (1.0 - (s_star / max(gap_m, 0.1)) ** 2)
     return float(np.clip(min(free, interaction), -cfg.max_decel_mps2, cfg.max_accel_mps2))
 
@@ -166,7 +187,6 @@ class ExpertAgent(AgentBase):
     def setup(self, path_to_conf_file: str) -> None:
         """Load the ``ExpertConfig`` YAML (or defaults for ""), build the tracker, set the SENSORS track."""
         from autovla_agent.config_io import load_yaml
-        from autovla_agent.planners.control import ControlConfig, TrajectoryTracker
 
         path = (path_to_conf_file or "").split("+")[0].strip()
         self.config = load_yaml(ExpertConfig, path) if path else ExpertConfig()
@@ -177,7 +197,7 @@ class ExpertAgent(AgentBase):
 
             vehicle = VehicleParams()
         self._vehicle = vehicle
-        self._tracker = TrajectoryTracker(self.config.control or ControlConfig(), vehicle)
+        self._tracker = TrajectoryTracker(self.config.control, vehicle)
 
     def sensors(self) -> list[dict[str, Any]]:
         """Front camera (for replays and recorded data) plus GNSS, IMU, speedometer; the expert reads none."""
@@ -211,20 +231,21 @@ class ExpertAgent(AgentBase):
         speed = float(snap.ego.speed_mps[0])
         path_xy, path_yaw, path_s, options = self._path_ahead(rear[:2])
         s0 = float(_project(path_xy, path_s, rear[None, :2])[0][0])
-        v_profile = speed_profile_mps(path_yaw, path_s, self.config.max_speed_mps,
-                                      self.config.max_lateral_accel_mps2, self.config.plan_decel_mps2)
+        v_profile = speed_profile_mps(
+            path_yaw, path_s, self.config.max_speed_mps, self.config.max_lateral_accel_mps2, self.config.plan_decel_mps2
+        )
         obstacle = self._nearest_obstacle(snap, path_xy, path_s, s0)
         times, s_plan, v_plan = self._rollout(s0, speed, path_s, v_profile, obstacle)
         poses = self._poses_at(path_xy, path_yaw, path_s, s_plan)
         st.plan_t, st.plan_s = times, s_plan
         self._tracker.set_plan(timestamp, times, poses, start_pose_world=rear)
-        blocked = obstacle is not None and obstacle.s_m - s0 < 12.0  # no creep recovery into an obstacle
-        cmd = self._tracker.step(timestamp, rear, speed, dt_s, obstacle_ahead=blocked)
-        control = carla.VehicleControl(steer=frames.steer_norm_to_carla(cmd.steer_norm),
-                                       throttle=float(np.clip(cmd.throttle_norm, 0.0, 1.0)),
-                                       brake=float(np.clip(cmd.brake_norm, 0.0, 1.0)))
-        self._records(timestamp, snap, path_xy, path_s, s0, options, v_profile, obstacle, v_plan, times, poses,
-                      control)
+        cmd = self._tracker.step(timestamp, rear, speed, dt_s, obstacle_ahead=obstacle is not None)
+        control = carla.VehicleControl(
+            steer=frames.steer_norm_to_carla(cmd.steer_norm),
+            throttle=float(np.clip(cmd.throttle_norm, 0.0, 1.0)),
+            brake=float(np.clip(cmd.brake_norm, 0.0, 1.0)),
+        )
+        self._records(timestamp, snap, path_xy, path_s, s0, options, v_profile, obstacle, v_plan, times, poses, control)
         return control
 
     # ------------------------------------------------------------------ planning steps
@@ -267,8 +288,10 @@ class ExpertAgent(AgentBase):
             in_corridor.add(int(k))
             s_hit = float(s_pts[inside].min())
             i = min(int(np.searchsorted(path_s, s_hit)), len(path_s) - 1)
-            heading = math.atan2(path_xy[min(i + 1, len(path_xy) - 1), 1] - path_xy[max(i - 1, 0), 1],
-                                 path_xy[min(i + 1, len(path_xy) - 1), 0] - path_xy[max(i - 1, 0), 0])
+            heading = math.atan2(
+                path_xy[min(i + 1, len(path_xy) - 1), 1] - path_xy[max(i - 1, 0), 1],
+                path_xy[min(i + 1, len(path_xy) - 1), 0] - path_xy[max(i - 1, 0), 0],
+            )
             along = float(veh.speed_mps[k]) * math.cos(float(veh.yaw_rad[k]) - heading)
             kind = "stopped" if bool(veh.parked[k]) or abs(float(veh.speed_mps[k])) < 0.3 else "vehicle"
             if best is None or s_hit < best.s_m:
@@ -278,8 +301,9 @@ class ExpertAgent(AgentBase):
             best = crossing
         return best
 
-    def _crossing_conflict(self, snap: Any, path_xy: np.ndarray, path_s: np.ndarray, s0: float, front_m: float,
-                           skip: set[int]) -> _Obstacle | None:
+    def _crossing_conflict(
+        self, snap: Any, path_xy: np.ndarray, path_s: np.ndarray, s0: float, front_m: float, skip: set[int]
+    ) -> _Obstacle | None:
         """A vehicle whose predicted path crosses or joins the corridor before (or just after) the ego gets there.
 
         Vehicles already in the corridor ahead (leaders, in ``skip``) or behind the ego (followers) are skipped.
@@ -313,8 +337,7 @@ class ExpertAgent(AgentBase):
             reach = np.flatnonzero(self._state.plan_s + front_m >= s_conflict - 0.5 * float(veh.length_m[k]))
             t_ego = float(self._state.plan_t[reach[0]]) if len(reach) else math.inf
             if t_other <= t_ego + margin:
-                obstacle = _Obstacle(s_conflict - 0.5 * float(veh.length_m[k]) - 1.0, 0.0, int(veh.ids[k]),
-                                     "crossing")
+                obstacle = _Obstacle(s_conflict - 0.5 * float(veh.length_m[k]) - 1.0, 0.0, int(veh.ids[k]), "crossing")
                 if t_ego < 0.5 and s_conflict - (s0 + front_m) < 2.0:
                     continue  # already committed in front of it: braking here would stop in its way
                 if best is None or obstacle.s_m < best.s_m:
@@ -338,8 +361,9 @@ class ExpertAgent(AgentBase):
         heading = np.array([math.cos(float(veh.yaw_rad[k])), math.sin(float(veh.yaw_rad[k]))])
         return np.array([veh.x_m[k], veh.y_m[k]]) + (speed * times)[:, None] * heading
 
-    def _rollout(self, s0: float, speed_mps: float, path_s: np.ndarray, v_profile: np.ndarray,
-                 obstacle: _Obstacle | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rollout(
+        self, s0: float, speed_mps: float, path_s: np.ndarray, v_profile: np.ndarray, obstacle: _Obstacle | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Times (T,), arc lengths (T,) and speeds (T,) of the IDM rollout from the current state."""
         cfg = self.config
         front_m = self._vehicle.rear_axle_offset_m + 0.5 * self._vehicle.length_m
@@ -364,19 +388,38 @@ class ExpertAgent(AgentBase):
     def _poses_at(path_xy: np.ndarray, path_yaw: np.ndarray, path_s: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Rear-axle poses (T, 3) on the path at arc lengths ``s`` (world frame)."""
         yaw = np.unwrap(path_yaw)
-        return np.stack([np.interp(s, path_s, path_xy[:, 0]), np.interp(s, path_s, path_xy[:, 1]),
-                         np.interp(s, path_s, yaw)], axis=-1)
+        return np.stack(
+            [np.interp(s, path_s, path_xy[:, 0]), np.interp(s, path_s, path_xy[:, 1]), np.interp(s, path_s, yaw)],
+            axis=-1,
+        )
 
     # ------------------------------------------------------------------ records
-    def _records(self, t: float, snap: Any, path_xy: np.ndarray, path_s: np.ndarray, s0: float, options: list[Any],
-                 v_profile: np.ndarray, obstacle: _Obstacle | None, v_plan: np.ndarray, times: np.ndarray,
-                 poses: np.ndarray, control: Any) -> None:
+    def _records(
+        self,
+        t: float,
+        snap: Any,
+        path_xy: np.ndarray,
+        path_s: np.ndarray,
+        s0: float,
+        options: list[Any],
+        v_profile: np.ndarray,
+        obstacle: _Obstacle | None,
+        v_plan: np.ndarray,
+        times: np.ndarray,
+        poses: np.ndarray,
+        control: Any,
+    ) -> None:
         speed = float(snap.ego.speed_mps[0])
         ahead = (path_s >= s0) & (path_s <= s0 + 15.0)
         names = [road_option_name(o) for o, a in zip(options, ahead, strict=True) if a and o is not None]
         turn = next((n for n in names if n not in ("LANEFOLLOW", "VOID")), names[0] if names else "LANEFOLLOW")
-        lateral = {"LEFT": "turn left", "RIGHT": "turn right", "STRAIGHT": "go straight",
-                   "CHANGELANELEFT": "change lane to the left", "CHANGELANERIGHT": "change lane to the right"}
+        lateral = {
+            "LEFT": "turn left",
+            "RIGHT": "turn right",
+            "STRAIGHT": "go straight",
+            "CHANGELANELEFT": "change lane to the left",
+            "CHANGELANERIGHT": "change lane to the right",
+        }
         lateral_action = lateral.get(turn, "follow the lane")
         v_target = float(v_plan[min(9, len(v_plan) - 1)])
         if v_target < 0.3 and speed < 0.5:
@@ -401,8 +444,14 @@ class ExpertAgent(AgentBase):
             "route_index": self._state.route_index,
             "route_ahead_world": path_xy[step_ahead][::2],
             "target_speed_mps": v_target,
-            "leader": None if obstacle is None else {"id": obstacle.actor_id, "kind": obstacle.kind,
-                                                     "distance_m": obstacle.s_m - s0, "speed_mps": obstacle.speed_mps},
+            "leader": None
+            if obstacle is None
+            else {
+                "id": obstacle.actor_id,
+                "kind": obstacle.kind,
+                "distance_m": obstacle.s_m - s0,
+                "speed_mps": obstacle.speed_mps,
+            },
             "meta_action": {"lateral": lateral_action, "longitudinal": longitudinal},
             "command": turn,
             "control": [control.steer, control.throttle, control.brake],

@@ -424,7 +424,10 @@ class CameraRenderer:
             v = height / 2.0 - 0.5 - f * bz / bx
         uv = np.round(np.clip(np.stack([u, v], -1), -1e6, 1e6) * 16)
         needs_clip = (bx < cfg.near_clip_m).any(-1)
-        for k in np.argsort(-dist, kind="stable"):
+        order_key = dist.copy()
+        if cfg.draw_ego_in_camera and keep[-1] == len(snapshot.vehicles):
+            order_key[-1] = -1.0  # the camera sits on the ego: its body is always the nearest
+        for k in np.argsort(-order_key, kind="stable"):
             for fi in np.nonzero(visible[k])[0]:
                 if needs_clip[k, fi]:
                     poly = _clip_near(bodyc[k, fi], cfg.near_clip_m)

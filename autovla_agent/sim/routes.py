@@ -15,6 +15,7 @@ off with the traffic, ``hold_s="inf"`` (default) keeps it parked.
 from __future__ import annotations
 
 import enum
+import heapq
 import importlib.util
 import logging
 import math
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from autovla_agent.sensors import frames
@@ -277,21 +277,46 @@ def convert_lb1_routes(src: str | Path, dst: str | Path, towns: tuple[str, ...])
 
 
 # ----- densification -----
-def _lane_graph(town: Town) -> nx.DiGraph:
-    """Directed lane graph: successor edges (weight = successor length) and lane-change edges (small weight)."""
+LaneGraph = dict[int, dict[int, tuple[float, str]]]  # lane -> {next lane: (cost m, "follow"|"left"|"right")}
+
+
+def _lane_graph(town: Town) -> LaneGraph:
+    """Directed lane graph: successor edges (cost = successor length) and lane-change edges (a little more)."""
     graph = getattr(town, "_route_graph", None)
     if graph is not None:
         return graph
-    graph = nx.DiGraph()
+    graph = {}
     for ln in town.lanes:
-        graph.add_node(ln.index)
-        for nxt in ln.successors:
-            graph.add_edge(ln.index, nxt, weight=town.lanes[nxt].length_m, kind="follow")
+        edges = {nxt: (town.lanes[nxt].length_m, "follow") for nxt in ln.successors}
         for nb, kind in ((ln.left_neighbor, "left"), (ln.right_neighbor, "right")):
             if nb >= 0:
-                graph.add_edge(ln.index, nb, weight=LANE_CHANGE_AHEAD_M + town.lanes[nb].length_m, kind=kind)
+                edges[nb] = (LANE_CHANGE_AHEAD_M + town.lanes[nb].length_m, kind)
+        graph[ln.index] = edges
     town._route_graph = graph  # cached on the town: the graph is a pure function of it
     return graph
+
+
+def _dijkstra(graph: LaneGraph, source: int, target: int) -> tuple[float, list[int]] | None:
+    """Cheapest lane path ``source`` -> ``target`` (cost in metres, lanes) or None; ties broken by lane index."""
+    best = {source: 0.0}
+    previous: dict[int, int] = {}
+    heap = [(0.0, source)]
+    while heap:
+        cost, lane = heapq.heappop(heap)
+        if lane == target:
+            path = [lane]
+            while path[-1] != source:
+                path.append(previous[path[-1]])
+            return cost, path[::-1]
+        if cost > best.get(lane, math.inf):
+            continue
+        for nxt, (weight, _) in sorted(graph[lane].items()):
+            c = cost + weight
+            if c < best.get(nxt, math.inf):
+                best[nxt] = c
+                previous[nxt] = lane
+                heapq.heappush(heap, (c, nxt))
+    return None
 
 
 def _localize(town: Town, spec: RouteSpec, i: int) -> tuple[int, float]:
@@ -315,18 +340,17 @@ def _localize(town: Town, spec: RouteSpec, i: int) -> tuple[int, float]:
     return lane, lp.s_m
 
 
-def _lane_path(town: Town, graph: nx.DiGraph, a: tuple[int, float], b: tuple[int, float], where: str) -> list:
+def _lane_path(town: Town, graph: LaneGraph, a: tuple[int, float], b: tuple[int, float], where: str) -> list:
     """Pieces ``(lane, s_from, s_to, kind)`` from position ``a`` to ``b`` along the shortest lane path."""
     (la, sa), (lb, sb) = a, b
     if la == lb and sb >= sa - 1e-6:
         return [(la, sa, sb, "follow")]
     best: tuple[float, list[int]] | None = None
-    for nxt in graph.successors(la):  # leave lane a (also when b lies behind a on the same lane)
-        try:
-            cost, path = nx.single_source_dijkstra(graph, nxt, lb, weight="weight")
-        except nx.NetworkXNoPath:
+    for nxt, (weight, _) in sorted(graph[la].items()):  # leave lane a (also when b lies behind a on it)
+        found = _dijkstra(graph, nxt, lb)
+        if found is None:
             continue
-        cost += graph.edges[la, nxt]["weight"]
+        cost, path = found[0] + weight, found[1]
         if best is None or cost < best[0]:
             best = (cost, [la, *path])
     if best is None:
@@ -334,7 +358,7 @@ def _lane_path(town: Town, graph: nx.DiGraph, a: tuple[int, float], b: tuple[int
     nodes = best[1]
     pieces, s_cur = [], sa
     for cur, nxt in zip(nodes[:-1], nodes[1:], strict=True):
-        kind = graph.edges[cur, nxt]["kind"]
+        kind = graph[cur][nxt][1]
         if kind == "follow":
             pieces.append((cur, s_cur, town.lanes[cur].length_m, "follow"))
             s_cur = 0.0

@@ -4,8 +4,9 @@
 
 * ``sensor.camera.rgb``: ``np.uint8`` (height, width, 4) BGRA, rendered at the declared mount, size and fov;
 * ``sensor.other.gnss``: ``np.float64`` [lat_deg, lon_deg, alt_m] at the mount position through the town's
-  georeference with the leaderboard's ``_location_to_gps`` (``gnss_convention="carla_0916"`` mimics the
-  flipped latitude of the carla 0.9.16 GNSS sensor), Gaussian noise as the leaderboard configures it;
+  georeference with the leaderboard's ``_location_to_gps`` (the convention of the route GPS and of CARLA
+  <= 0.9.15); ``gnss_convention="carla_0916"`` reports ``carla.Map.transform_to_geolocation`` instead, as a
+  0.9.16 server does (latitude sign flipped, CARLA's own projection); Gaussian noise as the leaderboard sets;
 * ``sensor.other.imu``: ``np.float64`` [acc x, y, z (m/s^2), gyro x, y, z (rad/s), compass (rad)] in CARLA's
   vehicle axes (x forward, y right, z up; gravity on z), compass clockwise from north in [0, 2 pi);
 * ``sensor.speedometer``: ``{'speed': v}`` m/s, signed along the heading;
@@ -141,8 +142,12 @@ class SensorSimulator:
         py = y + math.sin(yaw) * mx - math.cos(yaw) * my_right
         x_c, y_c = (float(v) for v in frames.world_to_carla_xy((px, py)))
         if cfg.gnss_convention == "carla_0916":
-            y_c = -y_c  # the 0.9.16 sensor's latitude grows with +y_carla
-        lat, lon = frames.location_to_gnss(x_c, y_c, self.town.lat_ref, self.town.lon_ref)
+            import carla  # what a 0.9.16 server's GNSS reports: the map's own geolocation (latitude grows with +y)
+
+            geo = self.town.map.transform_to_geolocation(carla.Location(x_c, y_c, mz))
+            lat, lon = geo.latitude, geo.longitude
+        else:
+            lat, lon = frames.location_to_gnss(x_c, y_c, self.town.lat_ref, self.town.lon_ref)
         noise = self.rng.normal(0.0, 1.0, 3) * np.array(
             [cfg.gnss_noise_std_deg, cfg.gnss_noise_std_deg, cfg.gnss_alt_noise_std_m]
         )

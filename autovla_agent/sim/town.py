@@ -272,6 +272,18 @@ class Town:
         """The shapely polygon of lane ``index`` in the world frame (for scoring footprints)."""
         return shapely.make_valid(shapely.Polygon(self.lanes[index].polygon_xy_m()))
 
+    def lane_polygon_at(self, xy_world_m: np.ndarray, yaw_rad: float | None = None) -> shapely.Polygon | None:
+        """Polygon of the driving lane containing a point (2,), None off the lanes.
+
+        With ``yaw_rad`` the lane whose direction is closest wins (overlapping junction lanes, wrong-way checks).
+        """
+        hits = self.lanes_at(xy_world_m)
+        if not hits:
+            return None
+        if yaw_rad is not None:
+            hits.sort(key=lambda i: abs(frames.wrap_angle_rad(self.project(i, xy_world_m).yaw_rad - yaw_rad)))
+        return self.lane_polygon(hits[0])
+
     def project(self, index: int, xy_world_m: np.ndarray) -> LanePoint:
         """Project a point (2,) onto lane ``index``'s centre line."""
         ln = self.lanes[index]

@@ -16,7 +16,6 @@ All arrays are world frame (x east, y north, yaw CCW rad). No carla call happens
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -24,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from autovla_agent.sim.lane_arrays import lane_arrays
 from autovla_agent.sim.town import Town
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LaneArrays", "Traffic", "TrafficConfig"]
+__all__ = ["PATH_LANES", "Traffic", "TrafficConfig"]
 
 PATH_LANES = 6  # lanes a vehicle knows ahead (current + 5 chosen)
-_GAP_M = 10.0  # spacing between lanes in the packed arc-length axis (keeps interpolation per lane)
 _EGO_ID = 0
 
 
@@ -85,89 +84,6 @@ class TrafficConfig:
                 raise ValueError(f"TrafficConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
 
-class LaneArrays:
-    """All lanes of a town packed on one arc-length axis: ``global_s = base[lane] + s`` (for vectorised lookups)."""
-
-    def __init__(self, town: Town) -> None:
-        lanes = town.lanes
-        self.length = np.array([ln.length_m for ln in lanes])
-        self.base = np.concatenate([[0.0], np.cumsum(self.length + _GAP_M)[:-1]])
-        self.s = np.concatenate([ln.s_m + b for ln, b in zip(lanes, self.base, strict=True)])
-        xy = np.concatenate([ln.xy_m for ln in lanes])
-        self.x, self.y = xy[:, 0], xy[:, 1]
-        yaw = np.concatenate([ln.yaw_rad for ln in lanes])
-        self.cos, self.sin = np.cos(yaw), np.sin(yaw)
-        curv = []
-        for ln in lanes:  # |curvature| from heading change per metre
-            dyaw = np.abs(np.angle(np.exp(1j * np.diff(ln.yaw_rad))))
-            k = dyaw / np.maximum(np.diff(ln.s_m), 1e-6)
-            curv.append(np.concatenate([k, k[-1:]]))
-        self.curvature = np.concatenate(curv)
-        self.successors = [ln.successors for ln in lanes]
-        self._town = town
-        self.conflict_in, self.conflict_out = self._conflicts(town)
-        self.is_junction = np.array([ln.is_junction for ln in lanes])
-        self._slots: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    @staticmethod
-    def _conflicts(town: Town, clearance_m: float = 2.4) -> tuple[np.ndarray, np.ndarray]:
-        """(L, L) arc lengths on lane a where its path comes within ``clearance_m`` of lane b's (enter, leave).
-
-        Only pairs of junction lanes of one junction that do not share a predecessor (crossing or merging);
-        NaN elsewhere. Used to let traffic yield at junctions before bodies meet.
-        """
-        n = len(town.lanes)
-        s_in = np.full((n, n), np.nan)
-        s_out = np.full((n, n), np.nan)
-        by_junction: dict[int, list] = {}
-        for ln in town.lanes:
-            if ln.is_junction:
-                by_junction.setdefault(ln.junction_id, []).append(ln)
-        for group in by_junction.values():
-            for a in group:
-                for b in group:
-                    if a.index == b.index or set(a.predecessors) & set(b.predecessors):
-                        continue
-                    dist = np.sqrt(((a.xy_m[:, None, :] - b.xy_m[None, :, :]) ** 2).sum(-1))
-                    close_a = np.nonzero((dist < clearance_m).any(axis=1))[0]
-                    if len(close_a):
-                        s_in[a.index, b.index] = a.s_m[close_a[0]]
-                        s_out[a.index, b.index] = a.s_m[close_a[-1]]
-        return s_in, s_out
-
-    def slots(self, spacing_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Spawn slots on road lanes (not junctions) every ``spacing_m``: lane (S,), s_m (S,), xy (S, 2); cached."""
-        if spacing_m not in self._slots:
-            lanes, ss, xys = [], [], []
-            for ln in self._town.lanes:
-                if ln.is_junction or ln.length_m < 8.0:
-                    continue
-                s = np.arange(4.0, ln.length_m - 4.0, spacing_m)
-                if len(s):
-                    lanes.append(np.full(len(s), ln.index))
-                    ss.append(s)
-                    xys.append(ln.interpolate(s)[0])
-            self._slots[spacing_m] = (np.concatenate(lanes), np.concatenate(ss), np.concatenate(xys))
-        return self._slots[spacing_m]
-
-    def lookup(self, lane: np.ndarray, s_m: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(x, y, cos_yaw, sin_yaw, |curvature|) at arc lengths ``s_m`` of lanes ``lane`` (same shapes)."""
-        g = self.base[lane] + np.minimum(np.maximum(s_m, 0.0), self.length[lane])
-        return (
-            np.interp(g, self.s, self.x),
-            np.interp(g, self.s, self.y),
-            np.interp(g, self.s, self.cos),
-            np.interp(g, self.s, self.sin),
-            np.interp(g, self.s, self.curvature),
-        )
-
-
-@functools.cache
-def lane_arrays(town: Town) -> LaneArrays:
-    """The packed lane arrays of a town (cached per town)."""
-    return LaneArrays(town)
-
-
 class Traffic:
     """N background vehicles as parallel arrays (world frame); ids 1..N (the ego is 0).
 
@@ -203,6 +119,7 @@ class Traffic:
         self._lead_ref = np.zeros(n, np.int64)  # leader id (0: ego, -1: none or a junction stop point)
         self._lead_cos = np.zeros(n)  # cos of the leader's heading relative to the path
         self._v_allow = np.zeros(n)  # curve speed limit (m/s)
+        self._yield_to = np.zeros(n, np.int64)  # id each vehicle gives way to at a junction (0: ego), -1: none
         self._ego_speed: float | None = None
         self._loops: dict[int, tuple[int, ...]] = {}  # row -> closed lane cycle it follows
         self._route_xy: np.ndarray | None = None
@@ -215,6 +132,11 @@ class Traffic:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
+    @property
+    def yield_to_id(self) -> np.ndarray:
+        """(N,) id of the vehicle each one gives way to at a junction conflict (0: the ego), -1 when none."""
+        return self._yield_to.copy()
+
     # ----- spawning -----
     @classmethod
     def spawn(cls, town: Town, route: Any, config: TrafficConfig | None = None, seed: int = 0) -> Traffic:
@@ -226,6 +148,7 @@ class Traffic:
         for ob in getattr(route, "obstacles", ()):
             traffic._add_obstacle(ob)
         traffic._add_kerb_parked(config.num_parked)
+        traffic._update_poses()  # obstacles' poses must be known before free slots are searched
         ego_xy = traffic._route_xy[0]
         slots = traffic._free_slots(ego_xy, traffic._route_xy, config.spawn_radius_m, config.min_ego_distance_m)
         if len(slots) < config.num_vehicles:
@@ -312,6 +235,7 @@ class Traffic:
             ("_lead_ref", -1),
             ("_lead_cos", 0.0),
             ("_v_allow", v0),
+            ("_yield_to", -1),
         ):
             arr = getattr(self, name)
             setattr(self, name, np.concatenate([arr, np.array([value], dtype=arr.dtype)]))
@@ -455,7 +379,7 @@ class Traffic:
         m = self.on_lane
         if not m.any():
             return
-        x, y, c, s, _ = self.lanes.lookup(self.lane_seq[m, 0], self.s_m[m])
+        x, y, c, s = self.lanes.lookup(self.lane_seq[m, 0], self.s_m[m], curvature=False)
         self.x_m[m], self.y_m[m], self.yaw_rad[m] = x, y, np.arctan2(s, c)
 
     def step(self, dt_s: float, ego_box: tuple[float, float, float, float, float, float] | None = None) -> None:
@@ -581,6 +505,7 @@ class Traffic:
         """
         cfg, la = self.config, self.lanes
         n = len(idx)
+        self._yield_to[idx] = -1
         v = self.speed_mps[idx]
         ids = self.ids[idx]
         ego = self._ego_lanes(ego_box)
@@ -612,7 +537,12 @@ class Traffic:
         j_first = (t_j < t_i) | ((t_j == t_i) & (ids[j] < ids[r]))
         can_stop = d_i > v_i**2 / (2.0 * cfg.max_decel_mps2 * 0.75)
         must = (r != j) & ~cleared_j & j_first & can_stop & (d_i < cfg.lookahead_m) & (d_j < cfg.lookahead_m)
-        np.minimum.at(out, r[must], np.maximum(d_i[must] - 1.0, 0.0))
+        r_m, gap_m, who = r[must], np.maximum(d_i[must] - 1.0, 0.0), ids[j[must]]
+        order = np.lexsort((gap_m, r_m))  # per yielding vehicle, the nearest conflict first
+        first = order[np.concatenate([[True], np.diff(r_m[order]) != 0])] if len(order) else order
+        out[r_m[first]] = gap_m[first]
+        self._yield_to[idx] = -1
+        self._yield_to[idx[r_m[first]]] = who[first]
         return out
 
     def _goes_first(self, idx: np.ndarray, gap: np.ndarray, oid: np.ndarray) -> np.ndarray:

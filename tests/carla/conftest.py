@@ -67,8 +67,10 @@ def l_route(
         pts.append((ex, ey + sign * s, sign * 90.0, RoadOption.LANEFOLLOW))
     world, gps = [], []
     c, s_ = math.cos(math.radians(rotate_deg)), math.sin(math.radians(rotate_deg))
-    pts = [(x0 + c * (x - x0) - s_ * (y - y0), y0 + s_ * (x - x0) + c * (y - y0), yaw + rotate_deg, opt)
-           for x, y, yaw, opt in pts]
+    pts = [
+        (x0 + c * (x - x0) - s_ * (y - y0), y0 + s_ * (x - x0) + c * (y - y0), yaw + rotate_deg, opt)
+        for x, y, yaw, opt in pts
+    ]
     for x, y, yaw, opt in pts:
         world.append((carla.Transform(carla.Location(x=x, y=y, z=0.0), carla.Rotation(yaw=yaw)), opt))
         lat, lon = frames.location_to_gnss(x, y, LAT_REF_DEG, LON_REF_DEG)

@@ -34,8 +34,14 @@ def test_downsample_route_keeps_option_changes_and_lane_changes():
 
 def test_downsample_route_matches_embedded_sim_implementation():
     rng = np.random.default_rng(3)
-    names = [RoadOption.LANEFOLLOW, RoadOption.LEFT, RoadOption.RIGHT, RoadOption.STRAIGHT,
-             RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT]
+    names = [
+        RoadOption.LANEFOLLOW,
+        RoadOption.LEFT,
+        RoadOption.RIGHT,
+        RoadOption.STRAIGHT,
+        RoadOption.CHANGELANELEFT,
+        RoadOption.CHANGELANERIGHT,
+    ]
     route, option = [], RoadOption.LANEFOLLOW
     for i in range(600):
         if rng.random() < 0.03:
@@ -66,6 +72,7 @@ def test_agent_records_replay_log_readable_by_sim_replay(tmp_path):
         control = agent.run_step(feed.input_data(), feed.timestamp_s)
         assert_valid_control(control)
         feed.apply(control)
+    assert agent.num_step_errors == 0
     agent.destroy()
     log = tmp_path / "r1"
     steps = [json.loads(line) for line in (log / "steps.jsonl").read_text().splitlines()]

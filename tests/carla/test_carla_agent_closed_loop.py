@@ -44,8 +44,14 @@ def test_agent_follows_l_route_turn_and_reaches_end(turn, flip):
     agent.setup("autovla_tiny.yaml planner=constant_velocity")
     agent.planner = TargetPointPlanner()
     start = world[0][0]
-    feed = Feed(agent.sensors(), x_m=start.location.x, y_m=start.location.y, yaw_deg=start.rotation.yaw,
-                flip_latitude=flip, gnss_noise_deg=5e-6)
+    feed = Feed(
+        agent.sensors(),
+        x_m=start.location.x,
+        y_m=start.location.y,
+        yaw_deg=start.rotation.yaw,
+        flip_latitude=flip,
+        gnss_noise_deg=5e-6,
+    )
     route_xy, end = _dense_xy(world), _dense_xy(world)[-1]
     max_off_route_m = 0.0
     for _ in range(800):

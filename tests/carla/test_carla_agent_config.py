@@ -18,6 +18,7 @@ from autovla_agent.agent_config import (
 from autovla_agent.config_io import ConfigError
 from autovla_agent.planners.vehicle import VehicleParams
 
+
 def _leaf_paths(cls, prefix: str = "") -> set[str]:
     paths = set()
     for f in dataclasses.fields(cls):
@@ -63,6 +64,12 @@ def test_agent_config_arg_bench2drive_save_name_split_off():
     assert spec.save_name == "RouteScenario_1711_rep0_Town12"
     assert spec.overrides == ("replan_hz=1.0",)
     assert spec.path.name == "autovla_tiny.yaml"
+
+
+def test_agent_config_arg_bench2drive_accumulated_suffixes_last_one_wins():
+    # Bench2Drive's evaluator appends '+save_name' to the same string for every route.
+    spec = parse_agent_config_arg("autovla_tiny.yaml+RouteScenario_1_rep0_a+RouteScenario_2_rep0_b")
+    assert spec.save_name == "RouteScenario_2_rep0_b" and spec.overrides == ()
 
 
 def test_agent_config_arg_packaged_name_without_suffix_resolves():

@@ -18,8 +18,9 @@ def test_agent_file_by_path_400_ticks_tiny_model_valid_controls(tiny_model_dir):
     agent.set_global_plan(gps, world)
     agent.setup(f"autovla_tiny.yaml vla.model.path={tiny_model_dir}")
     start = world[0][0]
-    feed = Feed(agent.sensors(), x_m=start.location.x, y_m=start.location.y, yaw_deg=start.rotation.yaw,
-                gnss_noise_deg=5e-6)
+    feed = Feed(
+        agent.sensors(), x_m=start.location.x, y_m=start.location.y, yaw_deg=start.rotation.yaw, gnss_noise_deg=5e-6
+    )
     replans = 0
     for _ in range(400):
         control = agent(feed.input_data(), feed.timestamp_s)

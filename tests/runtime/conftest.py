@@ -56,3 +56,15 @@ def make_config(tiny_model_dir: Path) -> Callable[..., VLAConfig]:
         )
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """One torch thread per runtime test module: the tiny model gains nothing from more, and on a shared 2-core
+    machine competing thread pools made the suite about twice as slow."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

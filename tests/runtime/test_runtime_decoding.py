@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from autovla_agent.decoding_autovla import sample_token
 from autovla_agent.configuration_autovla import DecodingConfig
+from autovla_agent.decoding_autovla import sample_token
 from autovla_agent.modeling_autovla import VLAPlanner
 from autovla_agent.prompt import build_prompt, encode_prompt
 from autovla_agent.types import ThinkingMode

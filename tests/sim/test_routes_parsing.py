@@ -38,7 +38,7 @@ def test_parse_routes_file_lb2_format_reads_keypoints_and_obstacles():
     first = routes[0]
     assert first.name == "RouteScenario_0"
     assert first.keypoints_carla_m[0] == (334.8, 229.2, 0.0)
-    assert first.obstacles[0].hold_s == 8.0
+    assert first.obstacles[0].hold_s == 30.0
     assert math.isinf(routes[2].obstacles[0].hold_s)
 
 
@@ -123,3 +123,20 @@ def test_densify_route_turns_at_junctions_and_follows_lanes_elsewhere():
     # the right turn turns clockwise (negative internal yaw change) by about 90 degrees
     turn = np.unwrap(route.yaw_world_rad)[-1] - route.yaw_world_rad[0]
     assert turn == pytest.approx(-math.pi / 2, abs=0.15)
+
+
+def test_town_lane_queries_inside_outside_and_heading():
+    town = Town.load("Town01")
+    lane = next(ln for ln in town.lanes if not ln.is_junction and ln.length_m > 100)
+    (x, y), yaw = lane.interpolate(50.0)
+    left = np.array([-np.sin(yaw), np.cos(yaw)])
+    assert town.in_driving_lane(np.array([[x, y], [x, y] + left * 30.0])).tolist() == [True, False]
+    assert lane.index in town.lanes_at(np.array([x, y]))
+    poly = town.lane_polygon_at(np.array([x, y]) + left * 0.5, yaw)
+    assert poly is not None and poly.area == pytest.approx(town.lane_polygon(lane.index).area)
+    assert town.lane_polygon_at(np.array([x, y]) + left * 30.0) is None
+    hit = town.locate(np.array([x, y]) + left * 0.7, yaw)
+    assert hit.lane == lane.index and hit.lateral_m == pytest.approx(0.7, abs=1e-6)
+    assert hit.s_m == pytest.approx(50.0, abs=0.05)
+    opposite = town.locate(np.array([x, y]) + left * 4.0, yaw + math.pi)  # the oncoming lane, 4 m to the left
+    assert opposite is not None and opposite.lane != lane.index

@@ -110,9 +110,9 @@ def test_traffic_route_obstacle_holds_then_drives_and_parked_stays():
     route = densify_route(town, spec)
     traffic = Traffic.spawn(town, route, TrafficConfig(num_vehicles=0, num_parked=2), seed=0)
     assert traffic.on_lane.tolist() == [True, False, False]  # the held vehicle is in its lane, kerb-parked are not
-    assert traffic.hold_until_s[0] == 8.0 and traffic.parked[1:].all()
+    assert traffic.hold_until_s[0] == 30.0 and traffic.parked[1:].all()
     x0 = traffic.x_m.copy()
-    for _ in range(150):  # 7.5 s
+    for _ in range(590):  # 29.5 s
         traffic.step(0.05)
     assert traffic.speed_mps[0] == 0.0 and traffic.x_m[0] == x0[0]
     for _ in range(100):
@@ -126,3 +126,13 @@ def test_traffic_add_vehicle_rejects_a_broken_loop():
     _, traffic = _loop_traffic(0)
     with pytest.raises(ValueError, match="closed chain"):
         traffic.add_vehicle(5, 1.0, loop=(5, 62, 50))
+
+
+def test_traffic_spawn_keeps_clear_of_route_obstacles():
+    spec = load_routes("routes_default")[0]
+    for seed in range(4):
+        world = World(spec.town, spec, WorldConfig(traffic=TrafficConfig(num_vehicles=30)), seed=seed)
+        assert not _overlaps(world.traffic)
+        t = world.traffic
+        d = np.hypot(t.x_m[1:] - t.x_m[0], t.y_m[1:] - t.y_m[0])  # vehicle 1 is the route's stopped obstacle
+        assert d.min() >= 10.0

@@ -85,7 +85,8 @@ def test_gnss_carla_0916_convention_flips_latitude():
     world.ego.set_center_pose((150.0, -200.0, 0.3))
     ((_, fix),) = world.sensor_data([GNSS]).values()
     x, y = frames.gnss_to_carla_xy(fix[0], fix[1], world.town.lat_ref, world.town.lon_ref)
-    assert (x, y) == (pytest.approx(150.0, abs=1e-6), pytest.approx(-200.0, abs=1e-6))
+    # 0.9.16 mirrors the latitude; its own projection differs from the route formula by centimetres here
+    assert (x, y) == (pytest.approx(150.0, abs=0.2), pytest.approx(-200.0, abs=0.2))
 
 
 def test_gnss_noise_is_seeded_and_about_the_leaderboard_level():

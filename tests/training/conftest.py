@@ -68,3 +68,22 @@ def write_dataset(root: Path, num_samples: int = 8, size_px: tuple[int, int] = (
 @pytest.fixture
 def dataset_dir(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "ds")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random action model folder (K = 64), built once per session."""
+    from autovla_agent.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", num_action_tokens=64, codebook_trajectories=200)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_torch():
+    """The tiny model runs fastest on one thread (thread sync dominates on a shared 2-core CPU)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
