@@ -51,11 +51,31 @@ setup(
         "tabulate>=0.9",
     ],
     extras_require={
+        # The CARLA client is optional: Bench2Drive users on Python 3.10 bring carla==0.9.15 themselves.
         "carla": ["carla==0.9.16"],
+        "sim": ["carla==0.9.16"],
         "train": ["trl==1.16.0", "peft>=0.13", "datasets>=3"],
         "navsim": ["hydra-core>=1.2"],
         "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "carla==0.9.16", "hydra-core>=1.2",
                 "trl==1.16.0", "peft>=0.13", "datasets>=3"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "autovla-demo=autovla_agent.demo:main",
+            "autovla-evaluate=autovla_agent.sim.runner:main",
+            "autovla-replay=autovla_agent.sim.replay:main",
+            "autovla-sim-bench=autovla_agent.sim.bench:main",
+            "autovla-make-tiny=autovla_agent.tiny_model:main",
+            "autovla-convert-checkpoint=autovla_agent.convert_checkpoint:main",
+            "autovla-benchmark-vla=autovla_agent.benchmark_vla:main",
+            "autovla-benchmark-agent=autovla_agent.benchmark_agent:main",
+            "autovla-codebook=autovla_agent.planners.codebook:main",
+            "autovla-build-codebook=autovla_agent.training.codebook_cmd:main",
+            "autovla-collect=autovla_agent.training.collect:main",
+            "autovla-validate-data=autovla_agent.training.validate:main",
+            "autovla-train-sft=autovla_agent.training.sft:main",
+            "autovla-train-grpo=autovla_agent.training.grpo:main",
+            "autovla-train-pipeline=autovla_agent.training.pipeline:main",
+        ]
+    },
 )

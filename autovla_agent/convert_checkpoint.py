@@ -54,7 +54,12 @@ def load_checkpoint_state(path: str | Path, *, trust_pickle: bool = False) -> di
     if not path.is_file():
         raise ConversionError(f"checkpoint {str(path)!r} does not exist")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: a Lightning checkpoint may carry optimizer states several times the size of the weights.
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise ConversionError(f"{path}: cannot read the checkpoint: {exc}") from exc
+        data = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format cannot be mapped
     except Exception as exc:
         if not trust_pickle:
             raise ConversionError(

@@ -126,8 +126,9 @@ def build_from_dataset(
     heldout_share: float = 0.1,
 ) -> tuple[ActionCodebook, dict[str, dict[str, float]]]:
     """Codebook from a dataset folder and its reconstruction errors {'train': {...}, 'heldout': {...}}."""
-    validate_dataset(root).raise_if_bad()
-    samples = load_samples(root)
+    report = validate_dataset(root, keep_samples=True)
+    report.raise_if_bad()
+    samples = report.samples
     train, held = split_heldout(samples, heldout_share, seed)
     segments = dataset_segments(train, stride)
     codebook = build_codebook(

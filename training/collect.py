@@ -36,7 +36,7 @@ from autovla_agent.planners.route import RouteFollower
 from autovla_agent.sensors import frames
 from autovla_agent.sensors.frame_buffer import FrameBuffer
 from autovla_agent.training.frames_io import FrameStore
-from autovla_agent.training.reasoning import build_reasoning
+from autovla_agent.training.reasoning import build_reasoning, critical_objects, meta_action
 from autovla_agent.training.scene_extract import (
     TownGeometry,
     agent_futures,
@@ -49,6 +49,7 @@ from autovla_agent.training.schema import (
     DatasetManifest,
     EgoRecord,
     FutureTrajectory,
+    MetaAction,
     Sample,
     SampleSource,
     SampleWriter,
@@ -73,7 +74,10 @@ class CollectConfig:
     agent_config: str = "autovla_tiny.yaml"  # the AgentConfig whose rig / frame buffer / route follower to imitate
     agent_overrides: tuple[str, ...] = ()
     num_traffic: int | None = None  # None: the world's default
-    reasoning_share: float = 0.3  # share of samples with a chain of thought (AutoVLA: randomly chosen)
+    reasoning_share: float = 0.3  # share of (eligible) samples with a chain of thought
+    # random: any sample may get reasoning (AutoVLA); complex: only samples where the expert turns, changes lane,
+    # brakes or stops, or a road user is near its path (the thinking mode then depends on the scene)
+    reasoning_selection: Literal["random", "complex"] = "random"
     sample_every: int = 1  # keep every n-th model-rate tick
     scene_radius_m: float = 45.0
     image_format: Literal["png", "jpg"] = "png"
@@ -167,6 +171,12 @@ class Collector:
     def _is_slow(self, sample_id: str) -> bool:
         digest = hashlib.sha256(f"cot:{sample_id}".encode()).hexdigest()
         return int(digest[:8], 16) / 0xFFFFFFFF < self.config.reasoning_share
+
+    @staticmethod
+    def is_complex(meta: MetaAction, num_critical: int) -> bool:
+        """A scene worth slow thinking: not plain lane following at a steady speed, or a road user near the path."""
+        calm = meta.lateral == "move forward" and meta.longitudinal in ("maintain speed", "accelerate")
+        return not calm or num_critical > 0
 
     def _route_follower(self, gps_plan: list, world_plan: list) -> RouteFollower:
         """The agent's route input: the leaderboard-downsampled plan, world frame, commands."""
@@ -371,7 +381,11 @@ class Collector:
         scene = scene_state(geometry, world.route, p.route_index, p.pose_world, agents, self.config.scene_radius_m)
         sample_id = f"{spec.town}_r{spec.route_id}_s{seed}_t{p.tick:06d}"
         reasoning = meta = None
-        if p.slow:
+        slow = p.slow
+        if slow and self.config.reasoning_selection == "complex":
+            critical = critical_objects(agents, poses)
+            slow = self.is_complex(meta_action(poses, FUTURE_DT_S, p.obs.ego.speed_mps), len(critical))
+        if slow:
             facts = scene_facts(
                 world.town, world.route, p.route_index, p.obs.ego.speed_mps, p.obs.command, agents, p.expert_reason
             )
@@ -432,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agent-override", action="append", default=[], help="dotted override of the agent config")
     parser.add_argument("--traffic", type=int, default=None, help="traffic vehicles (default: the world's)")
     parser.add_argument("--reasoning-share", type=float, default=0.3)
+    parser.add_argument("--reasoning-selection", choices=("random", "complex"), default="random")
     parser.add_argument("--sample-every", type=int, default=1, help="keep every n-th model-rate tick")
     parser.add_argument("--image-format", choices=("png", "jpg"), default="png")
     parser.add_argument("--max-route-s", type=float, default=400.0)
@@ -446,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         agent_overrides=tuple(args.agent_override),
         num_traffic=args.traffic,
         reasoning_share=args.reasoning_share,
+        reasoning_selection=args.reasoning_selection,
         sample_every=args.sample_every,
         image_format=args.image_format,
         max_route_s=args.max_route_s,

@@ -14,7 +14,7 @@ from autovla_agent.configuration_autovla import CODEBOOK_FILENAME
 from autovla_agent.training.checkpoint import copy_codebook, write_provenance
 from autovla_agent.training.codebook_cmd import codebook_sha256, future_array
 from autovla_agent.training.config import LoraSettings, TrainSettings
-from autovla_agent.training.schema import Sample, load_samples, read_manifest
+from autovla_agent.training.schema import Sample, read_manifest
 from autovla_agent.training.validate import validate_dataset
 
 logger = logging.getLogger(__name__)
@@ -38,14 +38,15 @@ def load_checked_samples(
     ``tokens="model_codebook"`` tokenises every future with the model's codebook; ``"dataset"`` keeps the stored
     tokens but requires that they were written with this very codebook.
     """
-    validate_dataset(root, require_scene=require_scene).raise_if_bad()
+    report = validate_dataset(root, require_scene=require_scene, keep_samples=True)
+    report.raise_if_bad()
     manifest = read_manifest(root)
     if manifest.future_steps < num_action_tokens or abs(manifest.future_dt_s - codebook.duration_s) > 1e-6:
         raise ValueError(
             f"{root}: futures of {manifest.future_steps} x {manifest.future_dt_s} s cannot give {num_action_tokens} "
             f"action tokens of {codebook.duration_s} s"
         )
-    samples = load_samples(root)
+    samples = report.samples
     if tokens == "dataset":
         if manifest.codebook_sha256 != codebook_sha256(codebook):
             raise ValueError(

@@ -114,6 +114,7 @@ class GRPOSettings:
 
     num_generations: int = 8  # G completions per prompt (a group), independent of the number of GPUs
     max_completion_length: int = 320  # set explicitly: truncation silently zeroes the reward
+    max_reasoning_tokens: int = 256  # rollout reasoning limit (also bounded by max_completion_length)
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0

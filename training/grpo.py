@@ -84,7 +84,8 @@ def check_completion_budget(config: GRPORunConfig, tokenizer: Any) -> int:
             f"grpo.max_completion_length {config.grpo.max_completion_length} is shorter than a fast answer "
             f"({fast} tokens): every completion would be truncated and score nothing; raise it"
         )
-    return max(1, config.grpo.max_completion_length - scaffold_overhead_tokens(tokenizer, config.num_action_tokens))
+    budget = config.grpo.max_completion_length - scaffold_overhead_tokens(tokenizer, config.num_action_tokens)
+    return max(1, min(budget, config.grpo.max_reasoning_tokens))
 
 
 def prompt_input_from_messages(messages: Sequence[dict[str, Any]]) -> PromptInput:

@@ -60,7 +60,8 @@ class PipelineConfig:
     eval_routes_subset: str = ""
     eval_seed: int = 0
     num_traffic: int | None = None  # None: the world's default
-    reasoning_share: float = 0.3
+    reasoning_share: float = 0.5
+    reasoning_selection: Literal["random", "complex"] = "complex"
     sample_every: int = 1
     camera_width_px: int = 256  # rendered camera (cheap to render), resized by the frame buffer
     camera_height_px: int = 144
@@ -92,7 +93,9 @@ class PipelineConfig:
     )
     sft_loss: SFTLossSettings = field(default_factory=SFTLossSettings)
     grpo: GRPOSettings = field(
-        default_factory=lambda: GRPOSettings(num_generations=4, max_completion_length=160, temperature=1.0, beta=0.04)
+        default_factory=lambda: GRPOSettings(
+            num_generations=4, max_completion_length=160, max_reasoning_tokens=96, temperature=1.0, beta=0.04
+        )
     )
     grpo_train: TrainSettings = field(
         default_factory=lambda: TrainSettings(
@@ -141,8 +144,12 @@ class Pipeline:
         return result
 
     # ------------------------------------------------------------------ agent config
-    def agent_config_path(self, model_dir: Path, name: str) -> Path:
-        """Write the AutoVLA agent config that drives ``model_dir`` (and that the data imitates)."""
+    def agent_config_path(self, model_dir: Path, name: str, dest: Path | None = None, model_path: str = "") -> Path:
+        """Write the AutoVLA agent config that drives ``model_dir`` (and that the data imitates).
+
+        ``dest`` defaults to ``DIR/agent_<name>.yaml``; ``model_path`` replaces the absolute model path (a path
+        relative to the YAML file, e.g. ``.`` for a config shipped inside the model folder).
+        """
         from autovla_agent.agent_config import load_agent_config
 
         c = self.config
@@ -151,7 +158,7 @@ class Pipeline:
         vla = base.vla
         vla = replace(
             vla,
-            model=replace(vla.model, path=str(model_dir.resolve()), device="cpu", dtype="float32"),
+            model=replace(vla.model, path=model_path or str(model_dir.resolve()), device="cpu", dtype="float32"),
             prompt=replace(vla.prompt, camera_layout="images", include_target_point=c.include_target_point),
             thinking=replace(vla.thinking, policy=c.eval_thinking, max_reasoning_tokens=c.max_reasoning_tokens),
         )
@@ -162,7 +169,7 @@ class Pipeline:
             vla=vla,
             build_tiny_model_if_missing=False,
         )
-        path = self.out / f"agent_{name}.yaml"
+        path = dest or self.out / f"agent_{name}.yaml"
         dump_yaml(config, path)
         return path
 
@@ -183,6 +190,7 @@ class Pipeline:
             agent_config=str(self.agent_config_path(self.out / "base_model", "collect")),
             num_traffic=c.num_traffic,
             reasoning_share=c.reasoning_share,
+            reasoning_selection=c.reasoning_selection,
             sample_every=c.sample_every,
         )
         runs = Collector(config).run()
@@ -310,7 +318,7 @@ class Pipeline:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target)
-        shutil.copy2(self.out / f"agent_eval_{best}.yaml", target / "agent_config.yaml")
+        self.agent_config_path(target, best, dest=target / "agent_config.yaml", model_path=".")
         shutil.copy2(self.out / "report.md", target / "REPORT.md")
         logger.info("installed %s (%s) as the default model: %s", source, scores, target)
         return target

@@ -29,12 +29,15 @@ Example row (wrapped here; one line in the file)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from autovla_agent.config_io import ConfigError, from_dict, to_dict
 from autovla_agent.types import NavCommand
@@ -76,10 +79,20 @@ def _check_rows(name: str, rows: Any, width: int) -> None:
 
 
 def _check_finite(name: str, values: Any) -> None:
-    """Raise ValueError naming ``name`` when any number in a nested tuple is NaN or infinite."""
+    """Raise ValueError naming ``name`` (and the index) when any number in a nested tuple is NaN or infinite."""
     if isinstance(values, (tuple, list)):
-        for i, v in enumerate(values):
-            _check_finite(f"{name}[{i}]", v)
+        if not values:
+            return
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except (ValueError, TypeError):  # ragged (e.g. polygons of different sizes): check part by part
+            for i, v in enumerate(values):
+                _check_finite(f"{name}[{i}]", v)
+            return
+        bad = np.argwhere(~np.isfinite(array))
+        if bad.size:
+            index = "".join(f"[{int(i)}]" for i in bad[0])
+            raise ValueError(f"{name}{index} is {array[tuple(bad[0])]}; every number must be finite")
     elif isinstance(values, float) and not math.isfinite(values):
         raise ValueError(f"{name} is {values}; every number must be finite")
 
@@ -285,9 +298,106 @@ class Sample:
         return self.reasoning is not None
 
 
+def _keys(data: Any, cls: type, path: str) -> Mapping[str, Any]:
+    """Check a mapping has no unknown keys and every required key of ``cls`` (errors name the dotted path)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'{path}.{k}' for k in unknown]}; allowed: {sorted(fields)}")
+    for name, f in fields.items():
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {f'{path}.{name}'!r}")
+    return data
+
+
+_NUMBER_TYPES = frozenset((int, float))  # exact types: a JSON true/false (bool) is not a number
+
+
+def _num(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _rows(value: Any, path: str) -> tuple[tuple[float, ...], ...]:
+    """A list of lists of numbers as nested tuples of floats (fast path for trajectories and polygons)."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+    out = []
+    for i, row in enumerate(value):
+        if not isinstance(row, (list, tuple)):
+            raise ConfigError(f"{path}[{i}]: expected a list of numbers, got {row!r}")
+        if not _NUMBER_TYPES.issuperset(map(type, row)):
+            bad = next(v for v in row if type(v) not in _NUMBER_TYPES)
+            raise ConfigError(f"{path}[{i}]: expected a number, got {bad!r}")
+        out.append(tuple(map(float, row)))
+    return tuple(out)
+
+
+def _agent(data: Any, path: str) -> AgentBox:
+    d = _keys(data, AgentBox, path)
+    kind = d.get("kind", "vehicle")
+    if kind not in ("vehicle", "pedestrian", "cyclist", "static"):
+        raise ConfigError(f"{path}.kind: {kind!r} is not one of ['vehicle', 'pedestrian', 'cyclist', 'static']")
+    if not isinstance(d["id"], str):
+        raise ConfigError(f"{path}.id: expected a string, got {d['id']!r}")
+    numbers = {
+        k: _num(d[k], f"{path}.{k}") for k in ("x_m", "y_m", "yaw_rad", "length_m", "width_m", "speed_mps") if k in d
+    }
+    future = _rows(d.get("future_poses_ego", ()), f"{path}.future_poses_ego")
+    return AgentBox(id=d["id"], kind=kind, future_poses_ego=future, **numbers)
+
+
+def _scene(data: Any, path: str) -> SceneState:
+    d = _keys(data, SceneState, path)
+    polys = d["drivable_area_ego_m"]
+    if not isinstance(polys, (list, tuple)):
+        raise ConfigError(f"{path}.drivable_area_ego_m: expected a list of polygons")
+    return SceneState(
+        drivable_area_ego_m=tuple(_rows(p, f"{path}.drivable_area_ego_m[{i}]") for i, p in enumerate(polys)),
+        centerline_ego_m=_rows(d["centerline_ego_m"], f"{path}.centerline_ego_m"),
+        agents=tuple(_agent(a, f"{path}.agents[{i}]") for i, a in enumerate(d.get("agents", ()))),
+        dt_s=_num(d.get("dt_s", 0.1), f"{path}.dt_s"),
+        red_light_stop_line_ego_m=_rows(d.get("red_light_stop_line_ego_m", ()), f"{path}.red_light_stop_line_ego_m"),
+    )
+
+
 def sample_from_dict(data: Mapping[str, Any]) -> Sample:
-    """Parse one JSON row strictly (unknown or missing keys, wrong types and NaN are errors naming the key)."""
-    return from_dict(Sample, data)
+    """Parse one JSON row strictly (unknown or missing keys, wrong types and NaN are errors naming the key).
+
+    Same rules as ``config_io.from_dict`` with a fast path for the large numeric arrays (futures, polygons).
+    """
+    try:
+        d = _keys(data, Sample, "sample")
+        ego = _keys(d["ego"], EgoRecord, "ego")
+        fut = _keys(d["future"], FutureTrajectory, "future")
+        arrays = {
+            "ego": EgoRecord(
+                speed_mps=_num(ego["speed_mps"], "ego.speed_mps"),
+                accel_mps2=_num(ego.get("accel_mps2", 0.0), "ego.accel_mps2"),
+                history=_rows(ego.get("history", ()), "ego.history"),
+            ),
+            "future": FutureTrajectory(
+                dt_s=_num(fut.get("dt_s", 0.5), "future.dt_s"),
+                poses_ego=_rows(fut["poses_ego"], "future.poses_ego"),
+                dense_dt_s=_num(fut.get("dense_dt_s", 0.1), "future.dense_dt_s"),
+                dense_poses_ego=_rows(fut.get("dense_poses_ego", ()), "future.dense_poses_ego"),
+            ),
+            "scene": None if d.get("scene") is None else _scene(d["scene"], "scene"),
+        }
+        rest = {k: v for k, v in d.items() if k not in arrays}
+        placeholder = {
+            "ego": {"speed_mps": 0.0},
+            "future": {"poses_ego": [[0.0, 0.0, 0.0]]},
+        }
+        sample = from_dict(Sample, {**rest, **placeholder})
+        return dataclasses.replace(sample, **arrays)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from None
 
 
 def sample_to_dict(sample: Sample) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class ValidationReport:
     num_good: int = 0
     num_slow: int = 0
     errors: list[RowError] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # the good rows, when asked for (keep_samples)
 
     @property
     def ok(self) -> bool:
@@ -152,8 +153,12 @@ def validate_dataset(
     num_action_tokens: int | None = None,
     require_scene: bool = False,
     require_tokens: bool = False,
+    keep_samples: bool = False,
 ) -> ValidationReport:
-    """Check a dataset folder against the schema; every bad row is reported with its row number."""
+    """Check a dataset folder against the schema; every bad row is reported with its row number.
+
+    With ``keep_samples`` the parsed good rows are kept in ``report.samples`` (one pass for check and load).
+    """
     root = Path(root)
     report = ValidationReport(root=root)
     try:
@@ -195,6 +200,8 @@ def validate_dataset(
             if not problems:
                 report.num_good += 1
                 report.num_slow += int(sample.is_slow)
+                if keep_samples:
+                    report.samples.append(sample)
     return report
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from autovla_agent.agent_base import AgentBase, Track, road_option_name
 from autovla_agent.planners.control import ControlConfig, TrajectoryTracker
+from autovla_agent.planners.vehicle import VehicleParams
 from autovla_agent.sensors import frames
 
 __all__ = ["ExpertAgent", "ExpertConfig", "get_entry_point", "idm_accel_mps2", "speed_profile_mps"]
@@ -177,7 +178,8 @@ class ExpertAgent(AgentBase):
         self.last_plan_record: dict[str, Any] | None = None
         self.last_step_record: dict[str, Any] | None = None
         self._state = _State()
-        self._tracker: Any = None
+        self._tracker: TrajectoryTracker | None = None
+        self._vehicle = VehicleParams()
 
     # ------------------------------------------------------------------ leaderboard protocol
     def set_privileged_world(self, world: Any) -> None:
@@ -191,13 +193,9 @@ class ExpertAgent(AgentBase):
         path = (path_to_conf_file or "").split("+")[0].strip()
         self.config = load_yaml(ExpertConfig, path) if path else ExpertConfig()
         self.track = Track.SENSORS
-        vehicle = self.world.config.ego.vehicle if self.world is not None else None
-        if vehicle is None:
-            from autovla_agent.planners.vehicle import VehicleParams
-
-            vehicle = VehicleParams()
-        self._vehicle = vehicle
-        self._tracker = TrajectoryTracker(self.config.control, vehicle)
+        if self.world is not None:
+            self._vehicle = self.world.config.ego.vehicle  # the embedded ego's geometry and limits
+        self._tracker = TrajectoryTracker(self.config.control, self._vehicle)
 
     def sensors(self) -> list[dict[str, Any]]:
         """Front camera (for replays and recorded data) plus GNSS, IMU, speedometer; the expert reads none."""
@@ -250,7 +248,7 @@ class ExpertAgent(AgentBase):
 
     # ------------------------------------------------------------------ planning steps
     def _path_ahead(self, rear_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
-        """The dense route from just behind the ego to ``lookahead_m`` ahead, extended straight past its end."""
+        """The dense route from 15 m behind the ego to ``lookahead_m`` ahead, extended straight past its end."""
         route = self.world.route
         xy, yaw, s = route.xy_world_m, route.yaw_world_rad, route.s_m
         st = self._state

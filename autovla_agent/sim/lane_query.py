@@ -167,7 +167,7 @@ class CarlaMapLanes:
         self._carla = carla
         self.map = carla_map
         lt = carla.LaneType
-        self._drivable = int(lt.Driving) | int(lt.Parking) | int(lt.Shoulder) | int(lt.Biking) | int(lt.Bidirectional)
+        self._drivable = (lt.Driving, lt.Parking, lt.Shoulder, lt.Biking, lt.Bidirectional)
 
     def _loc(self, x_m: float, y_m: float) -> Any:
         return self._carla.Location(x=float(x_m), y=-float(y_m), z=0.0)
@@ -196,14 +196,20 @@ class CarlaMapLanes:
         )
 
     def outside_drivable_m(self, xy_world_m: np.ndarray) -> np.ndarray:
-        """Distance of each point beyond the half width of its nearest drivable lane (see ``LaneQuery``)."""
+        """Distance of each point beyond the half width of its nearest drivable lane (see ``LaneQuery``).
+
+        Each lane type is queried on its own: with several types in one query CARLA may return a narrow
+        shoulder although the point lies inside the driving lane next to it.
+        """
         pts = np.asarray(xy_world_m, float).reshape(-1, 2)
-        out = np.zeros(len(pts))
+        out = np.full(len(pts), math.inf)
         for k, (x, y) in enumerate(pts):
             loc = self._loc(x, y)
-            wp = self.map.get_waypoint(loc, project_to_road=True, lane_type=self._drivable)
-            if wp is None:
-                out[k] = math.inf
-                continue
-            out[k] = max(loc.distance(wp.transform.location) - 0.5 * float(wp.lane_width), 0.0)
+            for lane_type in self._drivable:
+                wp = self.map.get_waypoint(loc, project_to_road=True, lane_type=lane_type)
+                if wp is None:
+                    continue
+                out[k] = min(out[k], max(loc.distance(wp.transform.location) - 0.5 * float(wp.lane_width), 0.0))
+                if out[k] == 0.0:
+                    break  # inside a lane: no need to look at the other types
         return out

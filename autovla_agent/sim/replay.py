@@ -260,8 +260,11 @@ class _FrameStore:
         return None
 
 
-def _snapshot_from_step(step: Mapping[str, Any], ego_size_m: tuple[float, float] = (4.9, 2.1),
-                        colors: Mapping[int, Sequence[int]] | None = None) -> Any:
+def _snapshot_from_step(
+    step: Mapping[str, Any],
+    ego_size_m: tuple[float, float] = (4.9, 2.1),
+    colors: Mapping[int, Sequence[int]] | None = None,
+) -> Any:
     """Rebuild the ``WorldSnapshot`` a step line was logged from (what the BEV renderer draws)."""
     from autovla_agent.sim.world import ActorArrays, WorldSnapshot
 

@@ -44,6 +44,7 @@ from autovla_agent.sim.agent_loader import (
 from autovla_agent.sim.replay import ReplayConfig, RouteRecorder, render_video
 from autovla_agent.sim.results import FAILURE_MESSAGES, ResultsFile, RouteOutcome, make_route_record, route_name
 from autovla_agent.sim.scoring import RouteScorer, ScoringConfig
+from autovla_agent.sim.world import WorldConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ __all__ = ["RunnerConfig", "build_parser", "main"]
 class RunnerConfig:
     """Embedded evaluation settings: the world, the criteria thresholds, the replays and a tick cap."""
 
-    world: Any = None  # WorldConfig; None -> its defaults (typed Any so the module imports without the world)
+    world: WorldConfig = field(default_factory=WorldConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     max_ticks: int = 0  # 0: no cap; Bench2Drive caps a route at 4000 ticks ("Failed - TickRuntime")
@@ -65,17 +66,10 @@ class RunnerConfig:
             raise ValueError("RunnerConfig.max_ticks must be >= 0 (0 = no cap)")
 
 
-def _world_config_cls() -> type:
-    from autovla_agent.sim.world import WorldConfig
-
-    return WorldConfig
-
-
 def load_runner_config(path: str | None, overrides: Sequence[str], num_traffic: int | None) -> RunnerConfig:
     """RunnerConfig from an optional YAML (sections world, scoring, replay, max_ticks) and dotted overrides."""
-    world_cls = _world_config_cls()
     defaults = {
-        "world": to_dict(world_cls()),
+        "world": to_dict(WorldConfig()),
         "scoring": to_dict(ScoringConfig()),
         "replay": to_dict(ReplayConfig()),
         "max_ticks": 0,
@@ -93,8 +87,7 @@ def load_runner_config(path: str | None, overrides: Sequence[str], num_traffic: 
         for key, value in user.items():
             defaults[key] = _merge(defaults[key], value, key)
     data = apply_overrides(defaults, overrides)
-    # Only sections that differ from the defaults go through the strict loader (the defaults are valid as is).
-    world = world_cls() if data["world"] == to_dict(world_cls()) else from_dict(world_cls, data["world"], "world")
+    world = from_dict(WorldConfig, data["world"], "world")
     if num_traffic is not None:
         world = dataclasses.replace(world, traffic=dataclasses.replace(world.traffic, num_vehicles=int(num_traffic)))
     return RunnerConfig(

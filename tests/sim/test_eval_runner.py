@@ -6,14 +6,20 @@ import textwrap
 from autovla_agent.sim.runner import main
 
 # A short Town01 route (the first leg of leaderboard-1.0 devtest route 0) and two broken ones.
-GOOD = '<route id="{id}" town="Town01"><waypoints><position x="338.70" y="226.75" z="0.0"/>' \
+GOOD = (
+    '<route id="{id}" town="Town01"><waypoints><position x="338.70" y="226.75" z="0.0"/>'
     '<position x="321.99" y="194.67" z="0.0"/></waypoints></route>'
-UNKNOWN_TOWN = '<route id="{id}" town="Town99"><waypoints><position x="0" y="0" z="0"/>' \
+)
+UNKNOWN_TOWN = (
+    '<route id="{id}" town="Town99"><waypoints><position x="0" y="0" z="0"/>'
     '<position x="10" y="0" z="0"/></waypoints></route>'
-OFF_ROAD = '<route id="{id}" town="Town01"><waypoints><position x="5000" y="5000" z="0"/>' \
+)
+OFF_ROAD = (
+    '<route id="{id}" town="Town01"><waypoints><position x="5000" y="5000" z="0"/>'
     '<position x="5050" y="5000" z="0"/></waypoints></route>'
+)
 
-AGENT = '''
+AGENT = """
 import carla
 from autovla_agent.agent_base import AgentBase
 
@@ -33,7 +39,7 @@ class TestAgent(AgentBase):
     def run_step(self, input_data, timestamp):
         {run_step}
         return carla.VehicleControl(throttle=0.0, steer=0.0, brake=1.0)
-'''
+"""
 
 
 def write_routes(path, *routes):
@@ -49,8 +55,22 @@ def write_agent(path, setup="pass", run_step="pass", gnss_z=1.6):
 
 def run(tmp_path, routes, agent, *extra):
     out = tmp_path / "results.json"
-    code = main(["--routes", routes, "--agent", agent, "--checkpoint", str(out), "--traffic", "0", "--no-progress",
-                 "--sim-override", "max_ticks=20", *extra])
+    code = main(
+        [
+            "--routes",
+            routes,
+            "--agent",
+            agent,
+            "--checkpoint",
+            str(out),
+            "--traffic",
+            "0",
+            "--no-progress",
+            "--sim-override",
+            "max_ticks=20",
+            *extra,
+        ]
+    )
     return code, json.loads(out.read_text())
 
 
@@ -66,8 +86,9 @@ def test_runner_agent_raising_in_run_step_recorded_crashed_and_run_goes_on(tmp_p
     assert statuses(data) == ["Failed - Agent crashed"] * 2
     assert data["_checkpoint"]["progress"] == [2, 2]
     assert [r["meta"]["duration_game"] for r in data["_checkpoint"]["records"]] == [0.25, 0.25]
-    assert data["entry_status"] == "Finished" and data["values"] and data["sensors"] == ["carla_speedometer",
-                                                                                          "carla_gnss"]
+    assert (
+        data["entry_status"] == "Finished" and data["values"] and data["sensors"] == ["carla_speedometer", "carla_gnss"]
+    )
 
 
 def test_runner_unloadable_agent_and_failing_setup_keep_earlier_routes(tmp_path):

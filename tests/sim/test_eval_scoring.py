@@ -196,3 +196,47 @@ def test_compute_scores_leaderboard_multiplicative_penalties():
     assert scores.score_composed == pytest.approx(80.0 * 0.6 * 0.65 * 0.5 * 0.9, abs=1e-6)
     assert compute_scores(100.0, [ev(EventType.MIN_SPEED_INFRACTION, 50.0)]).score_penalty == pytest.approx(0.85)
     assert compute_scores(100.0, []).score_composed == 100.0
+
+
+def test_carla_map_lanes_town01_inside_lane_zero_beyond_kerb_positive():
+    from autovla_agent.sim.lane_query import CarlaMapLanes
+    from autovla_agent.sim.town import Town
+
+    town = Town.load("Town01")
+    lanes = CarlaMapLanes(town.map)
+    lane = next(ln for ln in town.lanes if not ln.is_junction and ln.length_m > 30.0)
+    k = len(lane.xy_m) // 2
+    centre, yaw = lane.xy_m[k], float(lane.yaw_rad[k])
+    right = np.array([math.sin(yaw), -math.cos(yaw)])
+    sample = lanes.nearest_driving_lane(*centre)
+    assert sample.distance_m < 0.05 and abs((sample.yaw_rad - yaw + math.pi) % (2 * math.pi) - math.pi) < 0.05
+    # A box centred in the lane has all corners on the road; 3 m beyond the lane edge is off the drivable surface.
+    corners = oriented_box_corners(centre[0], centre[1], yaw, 4.9, 2.1)
+    assert lanes.outside_drivable_m(corners).max() == 0.0
+    edge_m = float(lane.width_m[k]) / 2.0
+    beyond = lanes.outside_drivable_m((centre + (edge_m + 3.0) * right)[None])
+    assert 1.0 < beyond[0] <= 3.0  # a shoulder may take the first few decimetres
+
+
+def test_min_speed_checkpoints_penalise_slow_ego_when_enabled():
+    cfg = ScoringConfig(use_min_speed=True, min_speed_checkpoints=2)
+    scorer = RouteScorer(straight_route(100.0), config=cfg)
+    # The ego at 5 m/s among traffic at 10 m/s: 50 % at each checkpoint.
+    drive(
+        scorer,
+        [(x, 0.0) for x in np.arange(0.0, 101.0, 0.25)],
+        speed_mps=5.0,
+        others_fn=lambda f: [(500.0, 50.0, 0.0, 10.0)],
+    )
+    scorer.finish()
+    slow = [e for e in scorer.events if e.event_type == EventType.MIN_SPEED_INFRACTION]
+    assert [e.percentage for e in slow] == [50.0, 50.0]
+    assert scorer.scores().score_penalty == pytest.approx(0.85**2)
+    off = RouteScorer(straight_route(100.0))
+    drive(
+        off,
+        [(x, 0.0) for x in np.arange(0.0, 101.0, 0.25)],
+        speed_mps=5.0,
+        others_fn=lambda f: [(500.0, 50.0, 0.0, 10.0)],
+    )
+    assert not off.events

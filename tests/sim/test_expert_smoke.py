@@ -19,8 +19,20 @@ def run_expert(tmp_path, routes, *extra):
     config = tmp_path / "expert.yaml"
     config.write_text("camera: none\n")
     out = tmp_path / "results.json"
-    code = main(["--routes", routes, "--agent", EXPERT, "--agent-config", str(config), "--checkpoint", str(out),
-                 "--no-progress", *extra])
+    code = main(
+        [
+            "--routes",
+            routes,
+            "--agent",
+            EXPERT,
+            "--agent-config",
+            str(config),
+            "--checkpoint",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
     return code, json.loads(out.read_text())
 
 

@@ -11,15 +11,30 @@ from autovla_agent.sim.routes import load_routes
 from autovla_agent.sim.scoring import EventType, TrafficEvent
 from autovla_agent.sim.world import World, WorldConfig
 
-CAMERA = {"type": "sensor.camera.rgb", "id": "rgb_front", "x": 0.8, "y": 0.0, "z": 1.6, "roll": 0.0, "pitch": 0.0,
-          "yaw": 0.0, "width": 320, "height": 180, "fov": 70.0}
+CAMERA = {
+    "type": "sensor.camera.rgb",
+    "id": "rgb_front",
+    "x": 0.8,
+    "y": 0.0,
+    "z": 1.6,
+    "roll": 0.0,
+    "pitch": 0.0,
+    "yaw": 0.0,
+    "width": 320,
+    "height": 180,
+    "fov": 70.0,
+}
 
 
 def record_route(log_dir, num_ticks=30):
     world = World("Town01", load_routes("routes_smoke")[0], WorldConfig(), seed=0)
     config = ReplayConfig(camera_height_px=90, bev_size_px=160, panel_height_px=100, chunk_frames=4)
-    meta = {"route_name": "RouteScenario_0_rep0", "town": "Town01", "camera_id": "rgb_front",
-            "route_xy_world_m": world.route.xy_world_m.tolist()}
+    meta = {
+        "route_name": "RouteScenario_0_rep0",
+        "town": "Town01",
+        "camera_id": "rgb_front",
+        "route_xy_world_m": world.route.xy_world_m.tolist(),
+    }
     recorder = RouteRecorder(log_dir, meta, config)
     for tick in range(num_ticks):
         input_data = world.sensor_data([CAMERA])
@@ -30,8 +45,13 @@ def record_route(log_dir, num_ticks=30):
         plan = None
         if tick % 10 == 0:  # a replan every 0.5 s, as the hook's contract: a new dict per replan
             poses = np.stack([x + np.arange(1, 6), np.full(5, y), np.zeros(5)], axis=1)
-            plan = {"time_s": snap.time_s, "poses_world": poses, "thinking_mode": "slow",
-                    "reasoning": "The road ahead is clear; keep the lane.", "status": "ok"}
+            plan = {
+                "time_s": snap.time_s,
+                "poses_world": poses,
+                "thinking_mode": "slow",
+                "reasoning": "The road ahead is clear; keep the lane.",
+                "status": "ok",
+            }
         events = [TrafficEvent(EventType.COLLISION_VEHICLE, snap.frame, snap.time_s, "test")] if tick == 12 else []
         recorder.step(snap, input_data, "rgb_front", plan, {"note": np.float32(1.5)}, events, 1.0)
     recorder.close({"status": "Perfect"})
