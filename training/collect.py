@@ -68,7 +68,7 @@ class CollectConfig:
     """What to drive and what to write."""
 
     out: str
-    routes: str = "lb1_training_town01"  # route file or a shipped name
+    routes: tuple[str, ...] = ("lb1_training_town01",)  # route files or shipped names
     routes_subset: str = ""
     seeds: tuple[int, ...] = (0,)
     agent_config: str = "autovla_tiny.yaml"  # the AgentConfig whose rig / frame buffer / route follower to imitate
@@ -112,6 +112,12 @@ def _command_map() -> dict[str, NavCommand]:
         return dict(leaderboard_adapter.ROAD_OPTION_TO_COMMAND)
     except ImportError:
         return ROAD_OPTION_TO_COMMAND
+
+
+def episode_name(spec: Any, seed: int) -> str:
+    """Unique name of one (route, seed) run: town, route file, route id, seed."""
+    source = Path(spec.source).stem if getattr(spec, "source", "") else "routes"
+    return f"{spec.town}_{source}_r{spec.route_id}_s{seed}"
 
 
 @dataclass
@@ -191,7 +197,7 @@ class Collector:
         """Drive every (route, seed) and write the dataset; return per-run statistics."""
         from autovla_agent.sim.routes import load_routes
 
-        specs = load_routes(self.config.routes, self.config.routes_subset)
+        specs = [s for r in self.config.routes for s in load_routes(r, self.config.routes_subset)]
         out = Path(self.config.out)
         store = FrameStore(out, self.config.image_format)
         stats: list[RunStats] = []
@@ -234,7 +240,7 @@ class Collector:
         follower = self._route_follower(gps_plan, world_plan)
         buffer = FrameBuffer(self.agent_config.frame_buffer, self.agent_config.rig.camera_ids)
         views = self.agent_config.rig.views
-        episode = f"{spec.town}_r{spec.route_id}_s{seed}"
+        episode = episode_name(spec, seed)
         stats = RunStats(route=f"{spec.town}/{spec.route_id}", seed=seed)
         dt = world.config.dt_s
         horizon_ticks = round(FUTURE_STEPS * FUTURE_DT_S / dt)
@@ -379,7 +385,7 @@ class Collector:
         futures = agent_futures(p.agent_ids, [(e[2], e[3]) for e in steps[stride - 1 :: stride]], p.pose_world)
         agents = [replace(a, future_poses_ego=futures.get(int(a.id), ())) for a in p.agents]
         scene = scene_state(geometry, world.route, p.route_index, p.pose_world, agents, self.config.scene_radius_m)
-        sample_id = f"{spec.town}_r{spec.route_id}_s{seed}_t{p.tick:06d}"
+        sample_id = f"{episode_name(spec, seed)}_t{p.tick:06d}"
         reasoning = meta = None
         slow = p.slow
         if slow and self.config.reasoning_selection == "complex":
@@ -439,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="dataset folder to write (overwrites samples.jsonl)")
-    parser.add_argument("--routes", default="lb1_training_town01", help="route file or shipped name")
+    parser.add_argument("--routes", nargs="+", default=["lb1_training_town01"], help="route files or shipped names")
     parser.add_argument("--routes-subset", default="", help="route ids, e.g. '0-3,7'")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--agent-config", default="autovla_tiny.yaml", help="agent config whose inputs to imitate")
@@ -454,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = CollectConfig(
         out=args.out,
-        routes=args.routes,
+        routes=tuple(args.routes),
         routes_subset=args.routes_subset,
         seeds=tuple(args.seeds),
         agent_config=args.agent_config,

@@ -77,6 +77,9 @@ class SFTLossSettings:
 
     cot_weight: float = 40.0
     action_weight: float = 1.0  # lambda_a
+    # Keep weight 1 on the thinking-mode token (where fast and slow openings differ): x40 there would teach an
+    # adaptive model to think slowly almost always (AutoVLA weights the whole CoT sample).
+    neutral_mode_token: bool = True
 
     def __post_init__(self) -> None:
         """Reject negative weights."""

@@ -151,8 +151,13 @@ class SFTCollator:
     """Builds a left-padded batch: prompt via the runtime's encoder (labels -100), completion supervised.
 
     Output keys: ``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``labels``, ``action_mask`` (True where
-    the label is an action token), ``sample_weight`` (B,) and the vision tensors (``pixel_values``,
-    ``image_grid_thw`` and/or ``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``).
+    the label is an action token), ``sample_weight`` (B,), ``token_weight`` (B, L) and the vision tensors
+    (``pixel_values``, ``image_grid_thw`` and/or ``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``).
+
+    ``token_weight`` is the sample's weight (``cot_weight`` for chain-of-thought samples, else 1) on every
+    completion token, except, with ``neutral_mode_token``, the first token where the fast and slow openings
+    differ (the thinking-mode choice) keeps weight 1: weighting it x40 would teach P(slow) ~ 0.94 from 30 %
+    chain-of-thought data and make an adaptive model think slowly everywhere.
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class SFTCollator:
         *,
         num_action_tokens: int = 10,
         cot_weight: float = 40.0,
+        neutral_mode_token: bool = True,
         image_cache_size: int = 256,
     ) -> None:
         self.processor = processor
@@ -172,6 +178,14 @@ class SFTCollator:
         self.num_action_tokens = num_action_tokens
         self.cot_weight = cot_weight
         self.cache = ImageCache(image_cache_size)
+        self.mode_index: int | None = None
+        if prompt_config.reasoning_model and neutral_mode_token:
+            fast = encode_completion(self.tokenizer, fast_opening(True))
+            slow = encode_completion(self.tokenizer, slow_opening())
+            common = 0
+            while common < min(len(fast), len(slow)) and fast[common] == slow[common]:
+                common += 1
+            self.mode_index = common if common < min(len(fast), len(slow)) else None
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.tokenizer.convert_tokens_to_ids(END_OF_TURN))
 
@@ -205,6 +219,7 @@ class SFTCollator:
         mm_types = torch.zeros((batch, width), dtype=torch.long)
         labels = torch.full((batch, width), -100, dtype=torch.long)
         action_mask = torch.zeros((batch, width), dtype=torch.bool)
+        token_weight = torch.zeros((batch, width), dtype=torch.float32)
         vision: dict[str, list[torch.Tensor]] = {}
         for i, e in enumerate(encoded):
             p = e["prompt"]
@@ -217,6 +232,9 @@ class SFTCollator:
             mm_types[i, start : start + plen] = p.mm_token_type_ids[0]
             labels[i, start + plen :] = torch.tensor(c.ids, dtype=torch.long)
             action_mask[i, start + plen :] = torch.tensor(c.is_action, dtype=torch.bool)
+            token_weight[i, start + plen :] = e["weight"]
+            if self.mode_index is not None:
+                token_weight[i, start + plen + self.mode_index] = 1.0
             for key, value in p.vision_inputs(self.processor.image_processor).items():
                 vision.setdefault(key, []).append(value)
         out: dict[str, torch.Tensor] = {
@@ -226,6 +244,7 @@ class SFTCollator:
             "labels": labels,
             "action_mask": action_mask,
             "sample_weight": torch.tensor([e["weight"] for e in encoded], dtype=torch.float32),
+            "token_weight": token_weight,
         }
         for key, values in vision.items():
             out[key] = torch.cat(values)

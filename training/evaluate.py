@@ -68,7 +68,13 @@ def summarise_plans(stats_path: Path, tokenizer: Any) -> dict[str, Any]:
 
 
 def evaluate_model(
-    model_dir: Path, agent_yaml: Path, out_dir: Path, routes: str, routes_subset: str = "", seed: int = 0
+    model_dir: Path,
+    agent_yaml: Path,
+    out_dir: Path,
+    routes: str,
+    routes_subset: str = "",
+    seed: int = 0,
+    repetitions: int = 1,
 ) -> dict[str, Any]:
     """Drive ``model_dir`` over ``routes`` with the agent config ``agent_yaml``; return the summary dict."""
     from autovla_agent.processor_autovla import load_processor
@@ -92,6 +98,8 @@ def evaluate_model(
         str(results),
         "--seed",
         str(seed),
+        "--repetitions",
+        str(repetitions),
         "--no-progress",
     ]
     if routes_subset:

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -164,9 +165,15 @@ class EngineRollout:
         from trl.models import unwrap_model_for_generation
 
         prompt_ids, completion_ids, env_masks = [], [], []
-        with unwrap_model_for_generation(
-            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=trainer.args.ds3_gather_for_generation
-        ) as unwrapped:
+        dist = getattr(trainer, "_dist", None)  # FSDP: gather the full parameters for generation, as TRL does
+        with (
+            unwrap_model_for_generation(
+                trainer.model_wrapped,
+                trainer.accelerator,
+                gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+            ) as unwrapped,
+            dist.summon_full_params(trainer.model_wrapped, recurse=False) if dist else contextlib.nullcontext(),
+        ):
             policy = unwrapped.base_model.model if hasattr(unwrapped, "peft_config") else unwrapped
             was_training = policy.training
             policy.eval()  # no dropout while sampling

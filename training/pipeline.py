@@ -53,14 +53,15 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "autovla_agent" / "
 class PipelineConfig:
     """Scale and settings of the tiny pipeline (defaults: about 30-45 minutes on a 2-core CPU)."""
 
-    train_routes: str = "lb1_training_town01"
+    train_routes: tuple[str, ...] = ("lb1_training_town01", "lb1_testing_town02")
     train_routes_subset: str = ""
-    train_seeds: tuple[int, ...] = (0, 1)
+    train_seeds: tuple[int, ...] = (0, 1, 2)
     eval_routes: str = "routes_default"
     eval_routes_subset: str = ""
     eval_seed: int = 0
+    eval_repetitions: int = 3  # runs per held-out route (seed + repetition: different traffic)
     num_traffic: int | None = None  # None: the world's default
-    reasoning_share: float = 0.5
+    reasoning_share: float = 1.0
     reasoning_selection: Literal["random", "complex"] = "complex"
     sample_every: int = 1
     camera_width_px: int = 256  # rendered camera (cheap to render), resized by the frame buffer
@@ -74,11 +75,11 @@ class PipelineConfig:
     pixels: int = 28 * 28 * 8
     include_target_point: bool = True  # route target point in the prompt (not in AutoVLA; helps a tiny model)
     eval_thinking: Literal["adaptive", "fast", "slow"] = "adaptive"
-    max_reasoning_tokens: int = 96
+    max_reasoning_tokens: int = 192
     sft: TrainSettings = field(
         default_factory=lambda: TrainSettings(
             learning_rate=2e-3,
-            num_train_epochs=3.0,
+            num_train_epochs=2.0,
             per_device_train_batch_size=16,
             gradient_accumulation_steps=1,
             warmup_steps=20,
@@ -94,13 +95,13 @@ class PipelineConfig:
     sft_loss: SFTLossSettings = field(default_factory=SFTLossSettings)
     grpo: GRPOSettings = field(
         default_factory=lambda: GRPOSettings(
-            num_generations=4, max_completion_length=160, max_reasoning_tokens=96, temperature=1.0, beta=0.04
+            num_generations=4, max_completion_length=240, max_reasoning_tokens=192, temperature=1.0, beta=0.04
         )
     )
     grpo_train: TrainSettings = field(
         default_factory=lambda: TrainSettings(
-            learning_rate=1e-4,
-            max_steps=60,
+            learning_rate=2e-5,
+            max_steps=100,
             per_device_train_batch_size=8,
             gradient_accumulation_steps=1,
             logging_steps=5,
@@ -280,6 +281,7 @@ class Pipeline:
             c.eval_routes,
             c.eval_routes_subset,
             c.eval_seed,
+            c.eval_repetitions,
         )
 
     def run(self, install_default_model: bool = False) -> Path:

@@ -94,33 +94,40 @@ def critical_objects(
 
 
 def _describe_agent(agent: AgentBox, dist_m: float, ego_speed_mps: float) -> tuple[str, str]:
-    """(description, predicted behaviour) of one critical object."""
+    """(description, predicted behaviour) of one critical object, in few words (reasoning costs tokens)."""
     kind = {"vehicle": "vehicle", "pedestrian": "pedestrian", "cyclist": "cyclist", "static": "obstacle"}[agent.kind]
     moving = abs(agent.speed_mps) > 0.5
-    where = "ahead" if agent.x_m > 0 else "beside the ego"
-    state = f"moving at {agent.speed_mps:.1f} m/s" if moving else "stopped"
-    desc = f"a {kind} {dist_m:.0f} m {where} {_side(agent.y_m)}, {state}"
+    where = "ahead" if agent.x_m > 0 else "beside"
+    state = f"at {agent.speed_mps:.0f} m/s" if moving else "stopped"
+    desc = f"{kind} {dist_m:.0f} m {where} {_side(agent.y_m)}, {state}"
     heading_rel = (agent.yaw_rad + math.pi) % (2 * math.pi) - math.pi
     if not moving:
-        behaviour = f"the {kind} will most likely stay where it is"
+        behaviour = "it stays"
     elif abs(heading_rel) > 2.5:
-        behaviour = f"the {kind} is oncoming and will pass on its own lane"
+        behaviour = "oncoming, stays in its lane"
     elif agent.speed_mps < ego_speed_mps - 0.5 and agent.x_m > 0:
-        behaviour = f"the {kind} keeps going but slower than the ego, so the gap shrinks"
+        behaviour = "slower, the gap shrinks"
     else:
-        behaviour = f"the {kind} keeps its lane and speed"
+        behaviour = "keeps its lane and speed"
     return desc, behaviour
 
 
+def _reason_part(expert_reason: str) -> str:
+    """The cause from an expert note like 'turn left, decelerate: following vehicle 3 12 m ahead.'."""
+    text = expert_reason.strip(" .")
+    return text.split(": ", 1)[1] if ": " in text else text
+
+
 def build_reasoning(facts: SceneFacts, future_poses_ego: np.ndarray, dt_s: float) -> tuple[str, MetaAction]:
-    """Reasoning text (scene, critical objects, prediction, intent, meta-action) and the meta-action chosen."""
+    """Reasoning text (scene, critical objects, prediction, intent, meta-action) and the meta-action chosen.
+
+    Kept short on purpose (about 60-100 tokens for Qwen's tokenizer): reasoning is decoded token by token.
+    """
     action = meta_action(future_poses_ego, dt_s, facts.speed_mps)
-    road = "a junction" if facts.in_junction else f"a road with {facts.lanes_same_direction} lane(s) in our direction"
-    scene = f"Scene: the ego drives at {facts.speed_mps:.1f} m/s on {road}"
-    if facts.town:
-        scene += f" in {facts.town}"
+    road = "junction" if facts.in_junction else f"{facts.lanes_same_direction} lane(s) our way"
+    scene = f"Scene: {road}, {facts.speed_mps:.1f} m/s"
     if facts.junction_ahead_m is not None and not facts.in_junction:
-        scene += f", a junction is {facts.junction_ahead_m:.0f} m ahead"
+        scene += f", junction in {facts.junction_ahead_m:.0f} m"
     scene += "."
     crit = critical_objects(facts.agents, np.asarray(future_poses_ego))
     if crit:
@@ -128,11 +135,12 @@ def build_reasoning(facts: SceneFacts, future_poses_ego: np.ndarray, dt_s: float
         objects = "Critical objects: " + "; ".join(d for d, _ in described) + "."
         prediction = "Prediction: " + "; ".join(b for _, b in described) + "."
     else:
-        objects = "Critical objects: none near the planned path."
-        prediction = "Prediction: no road user will interfere."
-    intent = f"Intent: the instruction is to {facts.command.value}"
-    if facts.expert_reason.strip(" ."):
-        intent += f"; {facts.expert_reason.strip(' .')}"
+        objects = "Critical objects: none."
+        prediction = "Prediction: no conflict."
+    intent = f"Intent: {facts.command.value}"
+    reason = _reason_part(facts.expert_reason)
+    if reason:
+        intent += f"; {reason}"
     intent += "."
     final = f"Meta action: {action.text()}."
     return " ".join([scene, objects, prediction, intent, final]), action

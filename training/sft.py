@@ -55,23 +55,29 @@ def autovla_sft_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
     action_mask: torch.Tensor,
-    sample_weight: torch.Tensor,
+    weight: torch.Tensor,
     action_weight: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """AutoVLA's per-sample SFT loss from logits aligned with ``labels`` (logits[:, t] predicts labels[:, t]).
 
-    Returns the batch loss (mean over samples of ``w * (L_LM + action_weight * L_action)``) and per-sample parts.
+    ``weight`` is per sample (B,) or per token (B, L). With a sample weight w the loss of a sample is
+    ``w * (L_LM + action_weight * L_action)`` (token means over its supervised and its action tokens); the batch
+    loss is the mean over samples. Also returns the unweighted per-sample parts for logging.
     """
     ce = functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
     supervised = labels != -100
     actions = action_mask & supervised
-    lm = (ce * supervised).sum(1) / supervised.sum(1).clamp(min=1)
-    act = (ce * actions).sum(1) / actions.sum(1).clamp(min=1)
-    per_sample = sample_weight * (lm + action_weight * act)
+    w = weight[:, None].expand_as(ce) if weight.dim() == 1 else weight
+    lm = (w * ce * supervised).sum(1) / supervised.sum(1).clamp(min=1)
+    act = (w * ce * actions).sum(1) / actions.sum(1).clamp(min=1)
+    per_sample = lm + action_weight * act
     with torch.no_grad():
         correct = (logits.argmax(-1) == labels) & actions
         acc = correct.sum(1).float() / actions.sum(1).clamp(min=1)
-    return per_sample.mean(), {"lm_loss": lm.detach(), "action_loss": act.detach(), "action_accuracy": acc}
+    with torch.no_grad():
+        plain_lm = (ce * supervised).sum(1) / supervised.sum(1).clamp(min=1)
+        plain_act = (ce * actions).sum(1) / actions.sum(1).clamp(min=1)
+    return per_sample.mean(), {"lm_loss": plain_lm, "action_loss": plain_act, "action_accuracy": acc}
 
 
 class AutoVLASFTTrainer(SFTTrainer):
@@ -88,7 +94,8 @@ class AutoVLASFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         labels = inputs.pop("labels")
         action_mask = inputs.pop("action_mask")
-        sample_weight = inputs.pop("sample_weight")
+        inputs.pop("sample_weight")
+        token_weight = inputs.pop("token_weight")
         supervised = labels != -100
         # Left padding: completions end at the last position, so the first supervised column bounds the tail.
         first = int(supervised.float().argmax(dim=1).min())
@@ -96,7 +103,11 @@ class AutoVLASFTTrainer(SFTTrainer):
         outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
         logits = outputs.logits[:, :-1]
         loss, parts = autovla_sft_loss(
-            logits, labels[:, -(keep - 1) :], action_mask[:, -(keep - 1) :], sample_weight, self.action_weight
+            logits,
+            labels[:, -(keep - 1) :],
+            action_mask[:, -(keep - 1) :],
+            token_weight[:, -(keep - 1) :],
+            self.action_weight,
         )
         for name, values in parts.items():
             self._metrics[mode][name].append(self.accelerator.gather_for_metrics(values).mean().item())
@@ -167,6 +178,7 @@ def run_sft(config: SFTRunConfig) -> Path:
         tm.action_vocab.token_ids,
         num_action_tokens=config.num_action_tokens,
         cot_weight=config.loss.cot_weight,
+        neutral_mode_token=config.loss.neutral_mode_token,
     )
     collator.encode_sample(samples[0], Path(config.train_data))  # fail on prompt/config problems before training
     trainer = AutoVLASFTTrainer(

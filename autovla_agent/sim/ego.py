@@ -29,6 +29,7 @@ import numpy as np
 from autovla_agent.planners import bicycle
 from autovla_agent.planners.vehicle import VehicleParams
 from autovla_agent.sensors import frames
+from autovla_agent.sim.config_checks import require_at_least
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +53,9 @@ class EgoConfig:
 
     def __post_init__(self) -> None:
         """Validate time constants and coefficients."""
-        for name in (
-            "steer_time_constant_s",
-            "accel_time_constant_s",
-            "rolling_resistance_mps2",
-            "drag_coefficient_1pm",
-        ):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0.0):
-                raise ValueError(f"EgoConfig.{name} must be a finite number >= 0, got {value!r}")
-        for name in ("top_speed_mps", "hand_brake_decel_mps2", "height_m"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0.0):
-                raise ValueError(f"EgoConfig.{name} must be a finite number > 0, got {value!r}")
+        names = ("steer_time_constant_s", "accel_time_constant_s", "rolling_resistance_mps2", "drag_coefficient_1pm")
+        require_at_least(self, names, 0.0, finite=True)
+        require_at_least(self, ("top_speed_mps", "hand_brake_decel_mps2", "height_m"), 0.0, strict=True, finite=True)
 
 
 @dataclass(frozen=True, slots=True)

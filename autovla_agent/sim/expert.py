@@ -34,6 +34,7 @@ from autovla_agent.agent_base import AgentBase, Track, road_option_name
 from autovla_agent.planners.control import ControlConfig, TrajectoryTracker
 from autovla_agent.planners.vehicle import VehicleParams
 from autovla_agent.sensors import frames
+from autovla_agent.sim.config_checks import require_at_least
 
 __all__ = ["ExpertAgent", "ExpertConfig", "get_entry_point", "idm_accel_mps2", "speed_profile_mps"]
 
@@ -78,7 +79,7 @@ class ExpertConfig:
 
     def __post_init__(self) -> None:
         """Reject non-positive limits and horizons."""
-        for name in (
+        names = (
             "max_speed_mps",
             "max_lateral_accel_mps2",
             "plan_decel_mps2",
@@ -88,9 +89,8 @@ class ExpertConfig:
             "lookahead_m",
             "horizon_s",
             "plan_dt_s",
-        ):
-            if not getattr(self, name) > 0.0:
-                raise ValueError(f"ExpertConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        )
+        require_at_least(self, names, 0.0, strict=True)
 
 
 # --------------------------------------------------------------------------------------------- pure planning

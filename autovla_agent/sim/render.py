@@ -1,7 +1,7 @@
 """Headless, deterministic CPU renderer: a perspective RGB camera and a bird's-eye view of an embedded town.
 
 The ground (grass, roads, junctions, shoulders, sidewalks, lane markings) is painted once per town into a
-top-down raster pyramid in the internal WORLD frame (x east, y north). A camera frame is then:
+top-down raster pyramid in the internal WORLD frame (x east, y north; ``raster.py``). A camera frame is then:
 
 1. sky: a vertical gradient where the pixel ray does not hit the ground (horizon from the camera rotation);
 2. ground: ``cv2.warpPerspective`` of the raster through the ground-plane homography, in horizontal bands
@@ -26,26 +26,20 @@ from typing import Any
 import cv2
 import numpy as np
 
+from autovla_agent.sim.raster import GRASS, TownRaster, town_raster
 from autovla_agent.sim.town import Town
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CameraPose", "CameraRenderer", "RenderConfig", "TownRaster", "bev_affine", "world_to_bev_px"]
 
-# colours, RGB
-GRASS = (96, 116, 78)
-ROAD = (78, 78, 82)
-SIDEWALK = (158, 156, 150)
-WHITE = (228, 228, 228)
-YELLOW = (226, 190, 70)
+# colours, RGB (the ground's are in raster.py)
 SKY_TOP = (110, 150, 205)
 SKY_HORIZON = (200, 214, 232)
 HAZE = (190, 200, 210)
 EGO_COLOR = (200, 40, 40)  # the ego in the BEV
 EGO_BODY = (58, 60, 66)  # the ego's own body seen by its cameras
 GLASS = (45, 55, 68)
-DASH_M, GAP_M = 3.0, 5.0  # broken lane markings
-MARK_WIDTH_M = 0.15
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,95 +98,6 @@ def _rot_y(a: float) -> np.ndarray:
 def _rot_z(a: float) -> np.ndarray:
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-class TownRaster:
-    """Top-down BGR raster pyramid of a town's ground; level L has ``m_per_px * 2**L`` metres per pixel."""
-
-    def __init__(self, town: Town, m_per_px: float, levels: int, margin_m: float = 40.0) -> None:
-        xmin, ymin, xmax, ymax = town.bounds_xy_m
-        self.x0, self.y1 = xmin - margin_m, ymax + margin_m
-        self.m_per_px = m_per_px
-        w = int(math.ceil((xmax - xmin + 2 * margin_m) / m_per_px))
-        h = int(math.ceil((ymax - ymin + 2 * margin_m) / m_per_px))
-        base = np.empty((h, w, 3), np.uint8)
-        base[:] = GRASS[::-1]
-        self._paint(base, town)
-        self.levels = [base]
-        for _ in range(levels - 1):
-            self.levels.append(cv2.pyrDown(self.levels[-1]))
-
-    def to_px(self, xy_world_m: np.ndarray, level: int = 0) -> np.ndarray:
-        """World (..., 2) -> raster pixel coordinates (..., 2) of ``level`` (pixel centres at integers)."""
-        res = self.m_per_px * 2**level
-        xy = np.asarray(xy_world_m, dtype=np.float64)
-        return np.stack([(xy[..., 0] - self.x0) / res - 0.5, (self.y1 - xy[..., 1]) / res - 0.5], axis=-1)
-
-    def px_to_world(self, level: int) -> np.ndarray:
-        """Affine (3, 3) mapping homogeneous raster pixels of ``level`` to world (x, y, 1)."""
-        res = self.m_per_px * 2**level
-        return np.array([[res, 0.0, self.x0 + 0.5 * res], [0.0, -res, self.y1 - 0.5 * res], [0.0, 0.0, 1.0]])
-
-    def _poly(self, img: np.ndarray, polys: list[np.ndarray], color: tuple[int, int, int]) -> None:
-        pts = [np.round(self.to_px(p) * 16).astype(np.int32) for p in polys]
-        cv2.fillPoly(img, pts, color[::-1], lineType=cv2.LINE_AA, shift=4)
-
-    def _line(self, img: np.ndarray, xy: np.ndarray, color: tuple[int, int, int], width_m: float) -> None:
-        thick = max(1, int(round(width_m / self.m_per_px)))
-        pts = np.round(self.to_px(xy) * 16).astype(np.int32)
-        cv2.polylines(img, [pts], False, color[::-1], thickness=thick, lineType=cv2.LINE_AA, shift=4)
-
-    def _paint(self, img: np.ndarray, town: Town) -> None:
-        """Sidewalks, road surface (lanes, shoulders, junction hulls), then lane markings."""
-        sidewalks, shoulders = [], []
-        for ln in town.lanes:
-            normal = np.stack([-np.sin(ln.yaw_rad), np.cos(ln.yaw_rad)], -1)
-            for kind, inner, outer in ln.outer_sides:
-                inner_xy = ln.xy_m - normal * (0.5 * ln.width_m + inner)[:, None]
-                outer_xy = ln.xy_m - normal * (0.5 * ln.width_m + outer)[:, None]
-                poly = np.concatenate([inner_xy, outer_xy[::-1]])
-                (sidewalks if kind == "Sidewalk" else shoulders).append(poly)
-        self._poly(img, sidewalks, SIDEWALK)
-        junctions: dict[int, list[np.ndarray]] = {}
-        for ln in town.lanes:
-            if ln.is_junction:
-                junctions.setdefault(ln.junction_id, []).append(ln.polygon_xy_m())
-        hulls = [
-            cv2.convexHull(np.concatenate(p).astype(np.float32))[:, 0, :].astype(np.float64) for p in junctions.values()
-        ]
-        self._poly(img, hulls + shoulders + [ln.polygon_xy_m() for ln in town.lanes], ROAD)
-        for ln in town.lanes:
-            if ln.is_junction:
-                continue
-            sides = [(ln.right_marking, ln.right_color, ln.right_xy_m)]
-            if ln.lane_id < 0 or ln.left_neighbor < 0:  # the shared centre line is drawn once
-                sides.append((ln.left_marking, ln.left_color, ln.left_xy_m))
-            for kind, color_name, xy in sides:
-                if kind in ("NONE", "Other", "Grass", "Curb"):
-                    continue
-                color = YELLOW if color_name == "Yellow" else WHITE
-                if kind.startswith("Broken") or kind == "BottsDots":
-                    for seg in _dashes(xy, ln.s_m):
-                        self._line(img, seg, color, MARK_WIDTH_M)
-                else:
-                    self._line(img, xy, color, MARK_WIDTH_M)
-
-
-def _dashes(xy: np.ndarray, s_m: np.ndarray) -> list[np.ndarray]:
-    """Pieces of a polyline (M, 2) for a broken marking: DASH_M on, GAP_M off."""
-    out = []
-    start = 0.0
-    while start < s_m[-1]:
-        end = min(start + DASH_M, s_m[-1])
-        ss = np.concatenate([[start], s_m[(s_m > start) & (s_m < end)], [end]])
-        out.append(np.stack([np.interp(ss, s_m, xy[:, 0]), np.interp(ss, s_m, xy[:, 1])], -1))
-        start += DASH_M + GAP_M
-    return out
-
-
-@functools.cache
-def _town_raster(town: Town, m_per_px: float, levels: int) -> TownRaster:
-    return TownRaster(town, m_per_px, levels)
 
 
 @functools.cache
@@ -306,7 +211,7 @@ class CameraRenderer:
     def __init__(self, town: Town, config: RenderConfig | None = None) -> None:
         self.town = town
         self.config = config or RenderConfig()
-        self.raster = _town_raster(town, self.config.raster_m_per_px, self.config.raster_levels)
+        self.raster = town_raster(town, self.config.raster_m_per_px, self.config.raster_levels)
 
     @staticmethod
     @functools.cache

@@ -233,9 +233,7 @@ class _Evaluator:
             world = World(spec.town, spec, self.config.world, seed=args.seed + rep)
         except Exception as exc:  # noqa: BLE001 -- any failure to build the route is a simulation crash
             logger.error("the route could not be loaded: %s: %s", type(exc).__name__, exc)
-            entry, reason = FAILURE_MESSAGES["Simulation"]
-            self._register(name, index, None, reason, entry)
-            return False
+            return self._setup_failed(None, "Simulation", name, index, 0.0, stop=False)
         route_length_m = float(world.route.length_m)
         agent = None
         try:
@@ -263,23 +261,23 @@ class _Evaluator:
                 raise TimeoutError(f"Timeout: Agent took longer than {args.timeout}s to setup")
         except SensorConfigurationInvalid as exc:
             logger.error("the sensor configuration is invalid, the evaluation is rejected:\n%s", exc)
-            self._destroy(agent)
-            entry, reason = FAILURE_MESSAGES["Sensors"]
-            self._register(name, index, None, reason, entry, route_length_m)
-            return True
+            return self._setup_failed(agent, "Sensors", name, index, route_length_m, stop=True)
         except SensorUnsupportedError as exc:
             logger.error("the embedded world cannot produce a declared sensor: %s", exc)
-            self._destroy(agent)
-            entry, reason = FAILURE_MESSAGES["Simulation"]
-            self._register(name, index, None, reason, entry, route_length_m)
-            return True
+            return self._setup_failed(agent, "Simulation", name, index, route_length_m, stop=True)
         except Exception as exc:  # noqa: BLE001 -- the leaderboard records any setup failure and goes on
             logger.error("could not set up the agent: %s: %s", type(exc).__name__, exc, exc_info=args.debug > 0)
-            self._destroy(agent)
-            entry, reason = FAILURE_MESSAGES["Agent_init"]
-            self._register(name, index, None, reason, entry, route_length_m)
-            return False
+            return self._setup_failed(agent, "Agent_init", name, index, route_length_m, stop=False)
         return self._drive(world, agent, specs, name, index, route_length_m)
+
+    def _setup_failed(
+        self, agent: Any, failure: str, name: str, index: int, route_length_m: float, *, stop: bool
+    ) -> bool:
+        """Destroy a half set-up agent and record the route with the leaderboard's ``failure`` reason; ``stop``."""
+        self._destroy(agent)
+        entry, reason = FAILURE_MESSAGES[failure]
+        self._register(name, index, None, reason, entry, route_length_m)
+        return stop
 
     def _drive(
         self, world: Any, agent: Any, specs: list[dict[str, Any]], name: str, index: int, route_length_m: float

@@ -7,7 +7,9 @@ repeat exactly). Every tick, for each vehicle, points of its path ahead are samp
 ego whose box reaches into that corridor is a leader candidate and the nearest one is the IDM leader. Desired
 speed drops before curves (lateral acceleration limit). Where two vehicles block each other's corridor head-on
 or crosswise (crossing, merging), the one nearer the conflict goes first (ties: lower id); traffic always
-yields to the ego.
+yields to the ego. At junctions, a vehicle stops before the conflict zone of crossing or merging lanes for one
+that entered the junction first (the ego included, through its route). The perception lives in
+``traffic_perception.py``, the spawn placement in ``traffic_spawn.py``.
 
 Stopped obstacles: a route's ``<obstacles>`` are placed in their lane and held for ``hold_s`` (parked when
 infinite); ``TrafficConfig.num_parked`` adds vehicles parked at the kerb along the route, just outside the lane.
@@ -23,15 +25,25 @@ from typing import Any
 
 import numpy as np
 
+from autovla_agent.sim.config_checks import require_at_least
 from autovla_agent.sim.lane_arrays import lane_arrays
 from autovla_agent.sim.town import Town
+from autovla_agent.sim.traffic_perception import (
+    EGO_ID,
+    Boxes,
+    EgoRouteLanes,
+    corridor_gaps,
+    goes_first,
+    junction_yield,
+    path_ahead,
+)
+from autovla_agent.sim.traffic_spawn import free_slots, kerb_parking_poses
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PATH_LANES", "Traffic", "TrafficConfig"]
 
 PATH_LANES = 6  # lanes a vehicle knows ahead (current + 5 chosen)
-_EGO_ID = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -60,17 +72,15 @@ class TrafficConfig:
 
     def __post_init__(self) -> None:
         """Validate counts and ranges."""
-        if self.num_vehicles < 0 or self.num_parked < 0:
-            raise ValueError("TrafficConfig.num_vehicles and num_parked must be >= 0")
-        if self.perception_period_ticks < 1:
-            raise ValueError("TrafficConfig.perception_period_ticks must be >= 1")
+        require_at_least(self, ("num_vehicles", "num_parked"), 0)
+        require_at_least(self, ("perception_period_ticks",), 1)
         for name in ("desired_speed_mps", "vehicle_length_m", "vehicle_width_m", "vehicle_height_m"):
             lo, hi = getattr(self, name)
             if not 0.0 <= lo <= hi:
                 raise ValueError(
                     f"TrafficConfig.{name}={getattr(self, name)} must be (low, high) with 0 <= low <= high"
                 )
-        for name in (
+        names = (
             "spawn_spacing_m",
             "max_accel_mps2",
             "comfort_decel_mps2",
@@ -79,9 +89,8 @@ class TrafficConfig:
             "lookahead_m",
             "sample_spacing_m",
             "max_lateral_accel_mps2",
-        ):
-            if not getattr(self, name) > 0.0:
-                raise ValueError(f"TrafficConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        )
+        require_at_least(self, names, 0.0, strict=True)
 
 
 class Traffic:
@@ -123,11 +132,7 @@ class Traffic:
         self._ego_speed: float | None = None
         self._loops: dict[int, tuple[int, ...]] = {}  # row -> closed lane cycle it follows
         self._route_xy: np.ndarray | None = None
-        self._route_s: np.ndarray | None = None
-        self._run_lane = np.zeros(0, np.int64)  # the route's lanes in order (consecutive runs)
-        self._run_start_s = np.zeros(0)  # route arc length where each run's lane starts (may be < 0)
-        self._run_of_point = np.zeros(0, np.int64)  # route point -> run
-        self._ego_route_idx = 0
+        self._ego_route: EgoRouteLanes | None = None  # the ego's route lanes, for junction conflicts
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -144,7 +149,7 @@ class Traffic:
         config = config or TrafficConfig()
         traffic = cls(town, config, np.random.default_rng(seed))
         traffic._route_xy = np.asarray(route.xy_world_m)
-        traffic._set_route_lanes(route)
+        traffic._ego_route = EgoRouteLanes.of_route(town, route, PATH_LANES)
         for ob in getattr(route, "obstacles", ()):
             traffic._add_obstacle(ob)
         traffic._add_kerb_parked(config.num_parked)
@@ -157,42 +162,6 @@ class Traffic:
             traffic.add_vehicle(lane, s)
         traffic._update_poses()
         return traffic
-
-    def _set_route_lanes(self, route: Any) -> None:
-        """Record the ego route's lane runs so the ego takes part in junction conflicts like a lane vehicle."""
-        lanes = np.asarray(getattr(route, "lanes", np.zeros(0)), np.int64)
-        if len(lanes) == 0:
-            return
-        self._route_s = np.asarray(route.s_m, dtype=np.float64)
-        first = np.concatenate([[0], np.nonzero(np.diff(lanes))[0] + 1])
-        self._run_lane = lanes[first]
-        self._run_start_s = np.array(
-            [self._route_s[k] - self.town.project(int(lanes[k]), self._route_xy[k]).s_m for k in first]
-        )
-        self._run_of_point = np.cumsum(np.isin(np.arange(len(lanes)), first)) - 1
-
-    def _ego_lanes(self, ego_box: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        """The ego's next ``PATH_LANES`` route lanes and the distance from its centre to each lane's start.
-
-        None when the ego is more than 3 m off its route (then only the corridor test sees it).
-        """
-        if ego_box is None or self._route_xy is None or len(self._run_lane) == 0:
-            return None
-        lo = max(0, self._ego_route_idx - 5)
-        window = self._route_xy[lo : self._ego_route_idx + 60]
-        d = np.hypot(window[:, 0] - ego_box[0], window[:, 1] - ego_box[1])
-        k = int(np.argmin(d))
-        if d[k] > 3.0:
-            return None
-        self._ego_route_idx = lo + k
-        run = int(self._run_of_point[self._ego_route_idx])
-        lanes = self._run_lane[run : run + PATH_LANES]
-        start = self._run_start_s[run : run + PATH_LANES] - self._route_s[self._ego_route_idx]
-        if len(lanes) < PATH_LANES:  # the route ends: pad with a lane that conflicts with nothing far away
-            pad = PATH_LANES - len(lanes)
-            lanes = np.concatenate([lanes, np.full(pad, lanes[-1])])
-            start = np.concatenate([start, np.full(pad, np.inf)])
-        return lanes, start
 
     def _append(
         self,
@@ -297,16 +266,7 @@ class Traffic:
         lp = self.town.locate(xy, yaw, max_distance_m=1.5)
         parked = math.isinf(ob.hold_s)
         if lp is None:
-            self._append(
-                lane_seq=np.zeros(PATH_LANES, np.int64),
-                s=0.0,
-                speed=0.0,
-                v0=0.0,
-                on_lane=False,
-                parked=True,
-                hold_until=math.inf,
-                pose=(float(xy[0]), float(xy[1]), yaw),
-            )
+            self._append_parked((float(xy[0]), float(xy[1]), yaw))
             return
         v0 = float(self.rng.uniform(*self.config.desired_speed_mps))
         self._append(
@@ -321,57 +281,29 @@ class Traffic:
 
     def _add_kerb_parked(self, count: int) -> None:
         """Park ``count`` vehicles at the kerb right of the route's road lanes, spread along the route."""
-        if count <= 0:
-            return
-        route_xy = self._route_xy
-        cands = []
-        for i in range(30, len(route_xy) - 10, 15):
-            lp = self.town.locate(route_xy[i])
-            if lp is None or self.town.lanes[lp.lane].is_junction or lp.s_m < 6.0:
-                continue
-            ln = self.town.lanes[lp.lane]
-            if ln.length_m - lp.s_m < 6.0:
-                continue
-            cands.append((lp.lane, lp.s_m))
-        order = self.rng.permutation(len(cands))[:count]
-        for k in sorted(order):
-            lane, s = cands[k]
-            ln = self.town.lanes[lane]
-            xy, yaw = ln.interpolate(s)
-            width = float(np.interp(s, ln.s_m, ln.width_m))
-            off = 0.5 * width + 0.15 + 0.5 * self.config.vehicle_width_m[1]
-            pose = (float(xy[0] + math.sin(yaw) * off), float(xy[1] - math.cos(yaw) * off), float(yaw))
-            self._append(
-                lane_seq=np.zeros(PATH_LANES, np.int64),
-                s=0.0,
-                speed=0.0,
-                v0=0.0,
-                on_lane=False,
-                parked=True,
-                hold_until=math.inf,
-                pose=pose,
-            )
+        for pose in kerb_parking_poses(self.town, self._route_xy, count, self.rng, self.config.vehicle_width_m[1]):
+            self._append_parked(pose)
+
+    def _append_parked(self, pose: tuple[float, float, float]) -> None:
+        """A vehicle parked off the lanes at box-centre ``pose`` (x_m, y_m, yaw_rad) for good."""
+        self._append(
+            lane_seq=np.zeros(PATH_LANES, np.int64),
+            s=0.0,
+            speed=0.0,
+            v0=0.0,
+            on_lane=False,
+            parked=True,
+            hold_until=math.inf,
+            pose=pose,
+        )
 
     def _free_slots(
-        self, ego_xy: np.ndarray, near_xy: np.ndarray, radius_m: float, min_ego_m: float, max_ego_m: float = math.inf
+        self, ego_xy: np.ndarray, near_xy: np.ndarray, radius_m: float, min_ego_m: float
     ) -> list[tuple[int, float]]:
         """Shuffled spawn slots (lane, s) on road lanes near ``near_xy`` and clear of the ego and other vehicles."""
-        lane, s, xy = self.lanes.slots(self.config.spawn_spacing_m)
-        sub = near_xy[:: max(1, len(near_xy) // 200)]
-        d_near = np.full(len(xy), np.inf)
-        for chunk in np.array_split(sub, max(1, len(sub) // 50)):  # bounded memory for long routes
-            d_near = np.minimum(d_near, np.sqrt(((xy[:, None, :] - chunk[None]) ** 2).sum(-1)).min(1))
-        d_ego = np.hypot(xy[:, 0] - ego_xy[0], xy[:, 1] - ego_xy[1])
-        ok = (d_near <= radius_m) & (d_ego >= min_ego_m) & (d_ego <= max_ego_m)
-        if len(self):
-            occupied = np.stack([self.x_m, self.y_m], -1)
-            cand = np.nonzero(ok)[0]
-            if len(cand):
-                d_occ = np.sqrt(((xy[cand, None, :] - occupied[None]) ** 2).sum(-1)).min(1)
-                ok[cand[d_occ < 10.0]] = False
-        cand = np.nonzero(ok)[0]
-        order = self.rng.permutation(len(cand))
-        return [(int(lane[cand[i]]), float(s[cand[i]])) for i in order]
+        occupied = np.stack([self.x_m, self.y_m], -1)
+        spacing_m = self.config.spawn_spacing_m
+        return free_slots(self.lanes, self.rng, spacing_m, ego_xy, near_xy, radius_m, min_ego_m, occupied)
 
     # ----- simulation -----
     def _update_poses(self) -> None:
@@ -406,64 +338,31 @@ class Traffic:
 
     def _perceive(self, idx: np.ndarray, ego_box: Any) -> None:
         """Find each vehicle's leader (path corridor, junction conflicts) and its curve speed limit."""
-        cfg, la = self.config, self.lanes
+        cfg = self.config
         n = len(idx)
         seq = self.lane_seq[idx]
-        s0 = self.s_m[idx]
         half_len = 0.5 * self.length_m[idx]
-        # path samples ahead of the front bumper, across up to PATH_LANES lanes
-        k = np.arange(0.0, cfg.lookahead_m + 1e-9, cfg.sample_spacing_m)
-        d = half_len[:, None] + k[None, :]  # (n, K) distance from the box centre along the path
-        lane_len = la.length[seq]  # (n, L)
-        start = np.concatenate([np.zeros((n, 1)), np.cumsum(lane_len, 1)[:, :-1]], 1) - s0[:, None]
-        m = np.minimum((d[:, :, None] >= start[:, None, 1:]).sum(-1), PATH_LANES - 1)
-        lane_k = np.take_along_axis(seq, m, 1)
-        s_k = d - np.take_along_axis(start, m, 1)
-        px, py, pc, ps, pk = la.lookup(lane_k, s_k)
-        # obstacles: every vehicle plus the ego
-        ox, oy, oyaw, ov = self.x_m, self.y_m, self.yaw_rad, self.speed_mps
-        ol, ow, oid = self.length_m, self.width_m, self.ids
+        path = path_ahead(self.lanes, seq, self.s_m[idx], half_len, cfg.lookahead_m, cfg.sample_spacing_m)
+        everyone = Boxes(self.x_m, self.y_m, self.yaw_rad, self.length_m, self.width_m, self.ids)
+        others = everyone  # the obstacles: every vehicle plus the ego
         if ego_box is not None:
-            ex, ey, eyaw, ev, el, ew = ego_box
-            ox, oy, oyaw, ov = (np.append(ox, ex), np.append(oy, ey), np.append(oyaw, eyaw), np.append(ov, ev))
-            ol, ow, oid = np.append(ol, el), np.append(ow, ew), np.append(oid, _EGO_ID)
-        # candidate pairs (vehicle r, obstacle c) within reach, then the corridor test on their samples only
-        reach = cfg.lookahead_m + half_len + 0.5 * ol.max() + 1.0
-        rel_x, rel_y = ox[None, :] - self.x_m[idx][:, None], oy[None, :] - self.y_m[idx][:, None]
-        ahead = rel_x * np.cos(self.yaw_rad[idx])[:, None] + rel_y * np.sin(self.yaw_rad[idx])[:, None]
-        cand = (rel_x**2 + rel_y**2 < (reach**2)[:, None]) & (ahead > -0.5 * ol[None, :] - 1.0)
-        cand &= oid[None, :] != self.ids[idx][:, None]
-        r, c = np.nonzero(cand)
-        gap = np.full((n, len(ox)), np.inf)
-        cos_pair = np.ones((n, len(ox)))
-        if len(r):
-            dx, dy = ox[c][:, None] - px[r], oy[c][:, None] - py[r]  # (P, K)
-            pcr, psr = pc[r], ps[r]
-            along = dx * pcr + dy * psr
-            lat = dy * pcr - dx * psr
-            cos_rel = np.cos(oyaw[c])[:, None] * pcr + np.sin(oyaw[c])[:, None] * psr
-            abs_cos = np.abs(cos_rel)
-            sin_rel = np.sqrt(np.maximum(1.0 - cos_rel**2, 0.0))
-            lat_ext = 0.5 * (ow[c][:, None] * abs_cos + ol[c][:, None] * sin_rel)
-            lon_ext = 0.5 * (ol[c][:, None] * abs_cos + ow[c][:, None] * sin_rel)
-            half_w = 0.5 * self.width_m[idx][r][:, None]
-            hit = (np.abs(lat) < half_w + lat_ext + 0.2) & (np.abs(along) <= 0.5 * cfg.sample_spacing_m + lon_ext)
-            g = np.where(hit, d[r] + along - lon_ext - half_len[r][:, None], np.inf).min(1)
-            gap[r, c] = np.maximum(g, 0.0)
-            cos_pair[r, c] = cos_rel.mean(1)
+            ex, ey, eyaw, _, el, ew = ego_box
+            others = everyone.appended(ex, ey, eyaw, el, ew, EGO_ID)
+        gap, cos_pair = corridor_gaps(path, everyone.take(idx), others, cfg.lookahead_m, cfg.sample_spacing_m)
+        oid = others.ids
         crossing = cos_pair < 0.7  # (n, M) not following the same way
         # mutual blocking with crossing/merging/opposing paths: the one nearer the conflict goes first
-        ignore = self._goes_first(idx, gap, oid) & crossing
+        ignore = goes_first(gap, idx, self.ids, oid) & crossing
         gap = np.where(ignore, np.inf, gap)
         lead = np.argmin(gap, 1)
         lead_gap = gap[np.arange(n), lead]
         # junction conflicts: stop before the conflict zone of a vehicle that gets there first
-        yield_gap = self._yield_gap(idx, seq, start, half_len, ego_box)
+        yield_gap = self._yield_gap(idx, seq, path.lane_start_m, half_len, ego_box)
         use_yield = yield_gap < lead_gap
         lead_gap = np.where(use_yield, yield_gap, lead_gap)
         # desired speed, lowered before curves: v_allow(d) = sqrt(v_curve^2 + 2 b d)
-        v_curve2 = cfg.max_lateral_accel_mps2 / np.maximum(pk, 1e-4)
-        self._v_allow[idx] = np.sqrt(v_curve2 + 2.0 * cfg.comfort_decel_mps2 * k[None, :]).min(1)
+        v_curve2 = cfg.max_lateral_accel_mps2 / np.maximum(path.curvature, 1e-4)
+        self._v_allow[idx] = np.sqrt(v_curve2 + 2.0 * cfg.comfort_decel_mps2 * path.ahead_m[None, :]).min(1)
         self._lead_gap[idx] = lead_gap
         self._lead_ref[idx] = np.where(use_yield | ~np.isfinite(lead_gap), -1, oid[lead])
         self._lead_cos[idx] = np.where(use_yield, 0.0, np.maximum(cos_pair[np.arange(n), lead], 0.0))
@@ -499,70 +398,32 @@ class Traffic:
     ) -> np.ndarray:
         """(n,) distance from each front bumper to the entry of a junction conflict it must yield at (inf: none).
 
-        Vehicle i yields to j when their upcoming junction lanes conflict, j has not cleared the conflict, i can
-        still stop before it comfortably, and j arrives first (time to the conflict; ties: lower id). The ego
-        takes part through its route lanes (id 0: it wins ties); only traffic yields here.
+        The ego takes part through its route lanes (id 0: it wins ties); only traffic yields here (see
+        ``traffic_perception.junction_yield``). Records whom each vehicle yields to in ``yield_to_id``.
         """
-        cfg, la = self.config, self.lanes
-        n = len(idx)
-        self._yield_to[idx] = -1
         v = self.speed_mps[idx]
         ids = self.ids[idx]
-        ego = self._ego_lanes(ego_box)
+        ego = None
+        if ego_box is not None and self._ego_route is not None:
+            ego = self._ego_route.ahead(ego_box[:2])
         if ego is not None:
             seq = np.vstack([seq, ego[0][None]])
             start = np.vstack([start, ego[1][None]])
             half_len = np.append(half_len, 0.5 * ego_box[4])
             v = np.append(v, max(float(ego_box[3]), 0.0))
-            ids = np.append(ids, _EGO_ID)
-        near = la.is_junction[seq] & (start < cfg.lookahead_m)  # upcoming junction lanes (rows, L)
-        rows, cols = np.nonzero(near)
-        out = np.full(n, np.inf)
-        if len(rows) < 2:
-            return out
-        lane = seq[rows, cols]
-        s_in_ab = la.conflict_in[lane[:, None], lane[None, :]]  # (A, A)
-        p, q = np.nonzero(~np.isnan(s_in_ab))
-        if len(p) == 0:
-            return out
-        keep = rows[p] < n  # only traffic yields; the ego's own decisions are the agent's
-        p, q = p[keep], q[keep]
-        r, j = rows[p], rows[q]
-        d_i = start[r, cols[p]] + s_in_ab[p, q] - half_len[r]
-        d_j = start[j, cols[q]] + la.conflict_in[lane[q], lane[p]] - half_len[j]
-        cleared_j = start[j, cols[q]] + la.conflict_out[lane[q], lane[p]] - half_len[j] < -2.0 * half_len[j]
-        v_i, v_j = v[r], v[j]
-        t_i = d_i / np.maximum(v_i, 1.0)
-        t_j = np.where(d_j < 0.0, -1.0, d_j / np.maximum(v_j, 1.0))
-        j_first = (t_j < t_i) | ((t_j == t_i) & (ids[j] < ids[r]))
-        can_stop = d_i > v_i**2 / (2.0 * cfg.max_decel_mps2 * 0.75)
-        must = (r != j) & ~cleared_j & j_first & can_stop & (d_i < cfg.lookahead_m) & (d_j < cfg.lookahead_m)
-        r_m, gap_m, who = r[must], np.maximum(d_i[must] - 1.0, 0.0), ids[j[must]]
-        order = np.lexsort((gap_m, r_m))  # per yielding vehicle, the nearest conflict first
-        first = order[np.concatenate([[True], np.diff(r_m[order]) != 0])] if len(order) else order
-        out[r_m[first]] = gap_m[first]
-        self._yield_to[idx] = -1
-        self._yield_to[idx[r_m[first]]] = who[first]
-        return out
-
-    def _goes_first(self, idx: np.ndarray, gap: np.ndarray, oid: np.ndarray) -> np.ndarray:
-        """(n, M) where vehicle idx[r] and lane vehicle j block each other and r is nearer the conflict.
-
-        Both bodies reach into the other's path; the one with the shorter gap is further along and goes first,
-        ties go to the lower id. The ego is never in this set: traffic always yields to it.
-        """
-        n_all = len(self)
-        full = np.full((n_all, gap.shape[1]), np.inf)
-        full[idx] = gap
-        mine = gap[:, :n_all]
-        theirs = full[:n_all, idx].T  # gap of vehicle j to vehicle idx[r]
-        mutual = np.isfinite(mine) & np.isfinite(theirs)
-        diff = np.zeros_like(mine)
-        diff[mutual] = mine[mutual] - theirs[mutual]
-        first = (diff < -0.05) | ((np.abs(diff) <= 0.05) & (self.ids[idx][:, None] < oid[None, :n_all]))
-        out = np.zeros_like(gap, dtype=bool)
-        out[:, :n_all] = mutual & first
-        return out
+            ids = np.append(ids, EGO_ID)
+        gap, self._yield_to[idx] = junction_yield(
+            self.lanes,
+            seq,
+            start,
+            half_len,
+            v,
+            ids,
+            len(idx),
+            lookahead_m=self.config.lookahead_m,
+            max_decel_mps2=self.config.max_decel_mps2,
+        )
+        return gap
 
     def _advance_lanes(self, idx: np.ndarray) -> None:
         """Move vehicles past their lane end onto the next lane of their sequence (drawing a new far successor)."""

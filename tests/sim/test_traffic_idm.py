@@ -136,3 +136,23 @@ def test_traffic_spawn_keeps_clear_of_route_obstacles():
         t = world.traffic
         d = np.hypot(t.x_m[1:] - t.x_m[0], t.y_m[1:] - t.y_m[0])  # vehicle 1 is the route's stopped obstacle
         assert d.min() >= 10.0
+
+
+def test_traffic_three_vehicles_stopped_inside_a_junction_drive_on_without_gridlock():
+    # Found with the expert on leaderboard-1.0 training route 2 (--traffic 60 --seed 3): three vehicles stopped
+    # inside one Town01 junction, each giving way to the next (13 -> 4 -> 30 -> 13) by the time to their pair's
+    # own conflict point, waited for ever and blocked the ego behind them ("Agent got blocked").
+    town = Town.load("Town01")
+    traffic = Traffic(town, TrafficConfig(num_vehicles=0, recycle_distance_m=0.0), np.random.default_rng(0))
+    for lane, s_m in ((66, 4.9), (69, 2.4), (64, 4.2)):
+        traffic.add_vehicle(lane, s_m, speed_mps=0.0)
+    traffic._update_poses()
+    start = np.stack([traffic.x_m, traffic.y_m], -1)
+    traffic.step(0.05)
+    yielding = traffic.yield_to_id
+    assert (yielding == -1).any()  # the one deepest inside gives way to nobody: no cycle
+    for _ in range(400):  # 20 s
+        traffic.step(0.05)
+        assert not _overlaps(traffic)
+    moved = np.hypot(*(np.stack([traffic.x_m, traffic.y_m], -1) - start).T)
+    assert moved.min() > 30.0  # all three left the junction

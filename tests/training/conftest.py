@@ -44,8 +44,9 @@ def make_sample(i: int, image_paths: tuple[str, ...], *, slow: bool = False, spe
         else None,
         meta_action=MetaAction(lateral="move forward", longitudinal="maintain speed") if slow else None,
         scene=SceneState(drivable_area_ego_m=ROAD, centerline_ego_m=CENTERLINE),
-        source=SampleSource(kind="embedded_sim", town="Town01", route=str(i // 4), seed=0, tick=i * 10,
-                            timestamp_s=i * 0.5),
+        source=SampleSource(
+            kind="embedded_sim", town="Town01", route=str(i // 4), seed=0, tick=i * 10, timestamp_s=i * 0.5
+        ),
     )
 
 

@@ -32,8 +32,15 @@ def test_grpo_config_rejects_single_generation_groups(tmp_path):
 
 def test_report_writes_table_and_png(tmp_path):
     def result(ds, slow):
-        return {"driving_score": ds, "route_completion": 2 * ds, "collisions": 1, "slow_share": slow,
-                "mean_reasoning_tokens": 40.0, "fallback_share": 0.0, "routes": []}
+        return {
+            "driving_score": ds,
+            "route_completion": 2 * ds,
+            "collisions": 1,
+            "slow_share": slow,
+            "mean_reasoning_tokens": 40.0,
+            "fallback_share": 0.0,
+            "routes": [],
+        }
 
     state = {
         "collect": {"wall_s": 10.0, "result": {"samples": 100}},
@@ -48,3 +55,14 @@ def test_report_writes_table_and_png(tmp_path):
     assert "K=50" in md
     with Image.open(tmp_path / "report.png") as img:
         assert img.size[0] > 500 and img.getextrema() != ((255, 255), (255, 255), (255, 255))
+
+
+def test_pipeline_stage_skipped_after_finishing(tmp_path):
+    from autovla_agent.training.pipeline import Pipeline
+
+    calls = []
+    first = Pipeline(tmp_path, PipelineConfig())
+    assert first.stage("collect", lambda: calls.append(1) or {"samples": 3}) == {"samples": 3}
+    again = Pipeline(tmp_path, PipelineConfig())  # a new process after an interruption
+    assert again.stage("collect", lambda: calls.append(2) or {"samples": 0}) == {"samples": 3}
+    assert calls == [1]

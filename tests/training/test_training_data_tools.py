@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from autovla_agent.planners.codebook import ActionCodebook
-from autovla_agent.training.codebook_cmd import build_from_dataset, hermite_dense, main as codebook_main
+from autovla_agent.training.codebook_cmd import build_from_dataset, hermite_dense
+from autovla_agent.training.codebook_cmd import main as codebook_main
 from autovla_agent.training.collect import CollectConfig, Collector
 from autovla_agent.training.schema import load_samples, read_manifest
 from autovla_agent.training.validate import validate_dataset
@@ -37,7 +38,11 @@ def test_codebook_from_dataset_reconstructs_and_tokenises(dataset_dir, tmp_path,
 def test_collect_smoke_route_writes_valid_dataset(tmp_path):
     out = tmp_path / "data"
     config = CollectConfig(
-        out=str(out), routes="routes_smoke", seeds=(0,), reasoning_share=0.5, num_traffic=4,
+        out=str(out),
+        routes=("routes_smoke",),
+        seeds=(0,),
+        reasoning_share=0.5,
+        num_traffic=4,
         agent_overrides=("frame_buffer.width_px=112", "frame_buffer.height_px=56"),
     )
     stats = Collector(config).run()

@@ -14,12 +14,23 @@ PROMPT = PromptConfig(camera_layout="images")
 
 def _config(model, data, out, lora):
     return GRPORunConfig(
-        model_path=str(model), output_dir=str(out), train_data=str(data), prompt=PROMPT,
+        model_path=str(model),
+        output_dir=str(out),
+        train_data=str(data),
+        prompt=PROMPT,
         grpo=GRPOSettings(num_generations=4, max_completion_length=40, beta=0.04),
         lora=LoraSettings(enabled=lora, train_action_embeddings=False),
-        train=TrainSettings(max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                            learning_rate=5e-3, logging_steps=1, save_steps=10, gradient_checkpointing=False,
-                            use_cpu=True, resume=""),
+        train=TrainSettings(
+            max_steps=1,
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=1,
+            learning_rate=5e-3,
+            logging_steps=1,
+            save_steps=10,
+            gradient_checkpointing=False,
+            use_cpu=True,
+            resume="",
+        ),
     )
 
 

@@ -31,9 +31,15 @@ def test_meta_action_lateral_rules():
 def test_build_reasoning_mentions_critical_object_and_meta_action():
     lead = AgentBox(id="7", x_m=12.0, y_m=0.2, yaw_rad=0.0, speed_mps=0.0)
     far = AgentBox(id="8", x_m=-30.0, y_m=0.0, yaw_rad=0.0, speed_mps=5.0)
-    facts = SceneFacts(town="Town01", speed_mps=6.0, command=NavCommand.TURN_LEFT, junction_ahead_m=20.0,
-                       agents=(lead, far), expert_reason="stopped obstacle ahead.")
+    facts = SceneFacts(
+        town="Town01",
+        speed_mps=6.0,
+        command=NavCommand.TURN_LEFT,
+        junction_ahead_m=20.0,
+        agents=(lead, far),
+        expert_reason="stopped obstacle ahead.",
+    )
     text, action = build_reasoning(facts, _poses(np.minimum(6 * T, 7.0)), 0.5)
-    assert "stopped" in text and "12 m ahead" in text and "junction is 20 m ahead" in text
-    assert "turn left" in text and "30 m" not in text
+    assert "stopped" in text and "12 m ahead" in text and "junction in 20 m" in text
+    assert "turn left" in text and "30 m" not in text and "stopped obstacle ahead" in text
     assert text.endswith(f"Meta action: {action.text()}.")

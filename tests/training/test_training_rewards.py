@@ -6,10 +6,10 @@ import pytest
 from autovla_agent.completion_autovla import format_completion
 from autovla_agent.config_io import to_dict
 from autovla_agent.planners.decoder import BicycleDecoder
+from autovla_agent.training.checkpoint import load_for_training
 from autovla_agent.training.data import completion_tokens
 from autovla_agent.training.rewards import CompletionReader, LengthPenalty, PDMReward, RewardConfig, length_penalty
 from autovla_agent.training.schema import AgentBox, SceneState
-from autovla_agent.training.checkpoint import load_for_training
 from autovla_agent.types import ThinkingMode
 
 ROAD = (((-30.0, -3.5), (200.0, -3.5), (200.0, 3.5), (-30.0, 3.5)),)
@@ -50,10 +50,12 @@ def test_pdm_reward_scenes_collision_offroad_clean(parts):
     ids, poses = _straight_ids(tm, 4.0)
     future = {"dt_s": 0.5, "poses_ego": poses.tolist()}
     clean = SceneState(drivable_area_ego_m=ROAD, centerline_ego_m=CENTER)
-    blocked = SceneState(drivable_area_ego_m=ROAD, centerline_ego_m=CENTER,
-                         agents=(AgentBox(id="car", x_m=12.0, y_m=0.0, yaw_rad=0.0),))
-    short_road = SceneState(drivable_area_ego_m=(((-30.0, -3.5), (8.0, -3.5), (8.0, 3.5), (-30.0, 3.5)),),
-                            centerline_ego_m=CENTER)
+    blocked = SceneState(
+        drivable_area_ego_m=ROAD, centerline_ego_m=CENTER, agents=(AgentBox(id="car", x_m=12.0, y_m=0.0, yaw_rad=0.0),)
+    )
+    short_road = SceneState(
+        drivable_area_ego_m=(((-30.0, -3.5), (8.0, -3.5), (8.0, 3.5), (-30.0, 3.5)),), centerline_ego_m=CENTER
+    )
     assert _call(reward, [ids], clean, 4.0, future)[0] > 0.9
     assert _call(reward, [ids], blocked, 4.0, future) == [0.0]
     assert reward.last_results[0].nc == 0.0
@@ -77,8 +79,15 @@ def test_pdm_reward_scene_missing_gives_none(parts):
     tm, reader = parts
     reward = PDMReward(BicycleDecoder(tm.codebook), reader, RewardConfig())
     ids, _ = _straight_ids(tm, 4.0)
-    out = reward(prompts=[None], completions=[None], completion_ids=[ids], sample_id=["x"], scene_json=[""],
-                 speed_mps=[4.0], accel_mps2=[0.0])
+    out = reward(
+        prompts=[None],
+        completions=[None],
+        completion_ids=[ids],
+        sample_id=["x"],
+        scene_json=[""],
+        speed_mps=[4.0],
+        accel_mps2=[0.0],
+    )
     assert out == [None]
 
 

@@ -4,10 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from autovla_agent.configuration_autovla import CODEBOOK_FILENAME, PromptConfig, VLAConfig
+from autovla_agent.configuration_autovla import CODEBOOK_FILENAME, ModelConfig, PromptConfig, VLAConfig
 from autovla_agent.decoding_autovla import DecodeEngine
 from autovla_agent.modeling_autovla import VLAPlanner, load_vla
-from autovla_agent.configuration_autovla import ModelConfig
 from autovla_agent.planners.codebook import build_synthetic_codebook
 from autovla_agent.prompt import build_prompt, encode_prompt
 from autovla_agent.training.checkpoint import CheckpointError, load_for_training
@@ -21,9 +20,17 @@ PROMPT = PromptConfig(camera_layout="images", include_target_point=True)
 
 
 def _train(max_steps=1, save_steps=10, resume="auto", lr=1e-3):
-    return TrainSettings(max_steps=max_steps, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                         learning_rate=lr, logging_steps=1, save_steps=save_steps, gradient_checkpointing=False,
-                         use_cpu=True, resume=resume)
+    return TrainSettings(
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        learning_rate=lr,
+        logging_steps=1,
+        save_steps=save_steps,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        resume=resume,
+    )
 
 
 def test_sft_collator_prompt_masked_and_equal_to_runtime_prompt(tiny_model_dir, dataset_dir):
@@ -36,8 +43,13 @@ def test_sft_collator_prompt_masked_and_equal_to_runtime_prompt(tiny_model_dir, 
     action_ids = set(tm.action_vocab.token_ids)
     for i, sample in enumerate(samples[:4]):
         # exactly what VLAPlanner.plan feeds for this observation
-        runtime_ids = encode_prompt(runtime.processor, build_prompt(sample_observation(sample, dataset_dir, PROMPT),
-                                                                    PROMPT), PROMPT).input_ids[0].tolist()
+        runtime_ids = (
+            encode_prompt(
+                runtime.processor, build_prompt(sample_observation(sample, dataset_dir, PROMPT), PROMPT), PROMPT
+            )
+            .input_ids[0]
+            .tolist()
+        )
         row = batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist()
         labels = batch["labels"][i][batch["attention_mask"][i].bool()].tolist()
         n = len(runtime_ids)
@@ -53,7 +65,7 @@ def test_sft_collator_prompt_masked_and_equal_to_runtime_prompt(tiny_model_dir, 
         assert [tm.action_vocab.token_ids.index(t) for t in actions] == list(sample.action_tokens)
         assert int(batch["action_mask"][i].sum()) == 10
     assert batch["mm_token_type_ids"].sum() > 0 and "pixel_values" in batch and "image_grid_thw" in batch
-    runtime_pad = (batch["input_ids"] == tm.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>"))
+    runtime_pad = batch["input_ids"] == tm.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert torch.equal(runtime_pad.long(), batch["mm_token_type_ids"])
 
 
@@ -63,6 +75,8 @@ def test_sft_loss_weights_each_sample_not_the_batch():
     labels = torch.tensor([[1, 2, 3, -100, -100], [4, 5, 6, 1, 2]])
     actions = torch.tensor([[False, True, True, False, False], [False, False, True, True, False]])
     loss_a, parts = autovla_sft_loss(logits, labels, actions, torch.tensor([40.0, 1.0]), 1.0)
+    token_w = torch.tensor([[40.0] * 5, [1.0] * 5])
+    assert autovla_sft_loss(logits, labels, actions, token_w, 1.0)[0].item() == pytest.approx(loss_a.item())
     loss_b, _ = autovla_sft_loss(logits, labels, actions, torch.tensor([1.0, 40.0]), 1.0)
     per = parts["lm_loss"] + parts["action_loss"]
     assert loss_a.item() == pytest.approx(((40 * per[0] + per[1]) / 2).item(), rel=1e-5)
@@ -71,8 +85,15 @@ def test_sft_loss_weights_each_sample_not_the_batch():
 
 def test_sft_one_step_changes_parameters_finite_loss_and_runtime_loads(tiny_model_dir, dataset_dir, tmp_path):
     before = load_for_training(tiny_model_dir).model.state_dict()
-    out = run_sft(SFTRunConfig(model_path=str(tiny_model_dir), output_dir=str(tmp_path / "sft"),
-                               train_data=str(dataset_dir), prompt=PROMPT, train=_train()))
+    out = run_sft(
+        SFTRunConfig(
+            model_path=str(tiny_model_dir),
+            output_dir=str(tmp_path / "sft"),
+            train_data=str(dataset_dir),
+            prompt=PROMPT,
+            train=_train(),
+        )
+    )
     after = load_for_training(out).model.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert any("language_model" in k for k in changed) and any("embed_tokens" in k for k in changed)
@@ -87,13 +108,27 @@ def test_sft_one_step_changes_parameters_finite_loss_and_runtime_loads(tiny_mode
 
 def test_sft_resume_keeps_finished_steps(tiny_model_dir, dataset_dir, tmp_path):
     out = tmp_path / "sft"
-    run_sft(SFTRunConfig(model_path=str(tiny_model_dir), output_dir=str(out), train_data=str(dataset_dir),
-                         prompt=PROMPT, train=_train(max_steps=2, save_steps=1)))
+    run_sft(
+        SFTRunConfig(
+            model_path=str(tiny_model_dir),
+            output_dir=str(out),
+            train_data=str(dataset_dir),
+            prompt=PROMPT,
+            train=_train(max_steps=2, save_steps=1),
+        )
+    )
     shutil.rmtree(out / "checkpoint-2")  # as if the run died after step 1 was saved
     shutil.rmtree(out / "model")
     step1 = load_for_training(out / "checkpoint-1").model.state_dict()
-    run_sft(SFTRunConfig(model_path=str(tiny_model_dir), output_dir=str(out), train_data=str(dataset_dir),
-                         prompt=PROMPT, train=_train(max_steps=3, save_steps=1)))
+    run_sft(
+        SFTRunConfig(
+            model_path=str(tiny_model_dir),
+            output_dir=str(out),
+            train_data=str(dataset_dir),
+            prompt=PROMPT,
+            train=_train(max_steps=3, save_steps=1),
+        )
+    )
     import json
 
     history = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
@@ -121,6 +156,26 @@ def test_bad_checkpoint_and_codebook_stop_before_training(tiny_model_dir, datase
 def test_bad_dataset_stops_before_training(tiny_model_dir, dataset_dir, tmp_path):
     (dataset_dir / "images/front/0002_1.png").unlink()
     with pytest.raises(DatasetError, match="row 3"):
-        run_sft(SFTRunConfig(model_path=str(tiny_model_dir), output_dir=str(tmp_path / "o"),
-                             train_data=str(dataset_dir), prompt=PROMPT))
+        run_sft(
+            SFTRunConfig(
+                model_path=str(tiny_model_dir),
+                output_dir=str(tmp_path / "o"),
+                train_data=str(dataset_dir),
+                prompt=PROMPT,
+            )
+        )
     assert not Path(tmp_path / "o").exists()
+
+
+def test_sft_collator_mode_token_weight_neutral(tiny_model_dir, dataset_dir):
+    tm = load_for_training(tiny_model_dir)
+    samples = load_checked_samples(dataset_dir, tm.codebook, 10)
+    slow = [s for s in samples if s.is_slow][:1] + [s for s in samples if not s.is_slow][:1]
+    rows = list(sft_dataset(slow, dataset_dir))
+    batch = SFTCollator(tm.processor, PROMPT, tm.action_vocab.token_ids)(rows)
+    weighted = SFTCollator(tm.processor, PROMPT, tm.action_vocab.token_ids, neutral_mode_token=False)(rows)
+    supervised = batch["labels"][0] != -100
+    assert sorted(set(batch["token_weight"][0][supervised].tolist())) == [1.0, 40.0]
+    assert int((batch["token_weight"][0][supervised] == 1.0).sum()) == 1  # only the mode choice
+    assert set(weighted["token_weight"][0][supervised].tolist()) == {40.0}
+    assert set(batch["token_weight"][1][batch["labels"][1] != -100].tolist()) == {1.0}
