@@ -32,6 +32,7 @@ setup(
         "autovla_agent": ["navsim_config/*.yaml", "navsim_config/agent/*.yaml", "sim/maps/*.xodr", "sim/maps/LICENSE*", "assets/**/*"],
         "autovla_agent.routes": ["*.xml", "*.md", "LICENSE*"],
         "autovla_agent.leaderboard_configs": ["*.yaml"],
+        "autovla_agent.training": ["configs/*.yaml", "accelerate_configs/*.yaml", "README.md"],
     },
     include_package_data=True,
     install_requires=[

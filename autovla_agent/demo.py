@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="model folder (default: the shipped default model, else a tiny one)")
     p.add_argument("--routes", default="routes_default", help="route XML file or a shipped route set name")
     p.add_argument("--routes-subset", default="", help="route ids to run, e.g. '0-1'")
-    p.add_argument("--agent-config", default="autovla_tiny.yaml", help="agent YAML (packaged name or path)")
+    p.add_argument(
+        "--agent-config",
+        default="",
+        help="agent YAML (packaged name or path); default: the model folder's agent_config.yaml, else autovla_tiny.yaml",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of traffic and sensor noise")
     p.add_argument("--resume", action="store_true", help="skip routes already in the results file")
     return p
@@ -61,13 +65,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from autovla_agent.sim import runner
 
+    # A trained model folder carries the agent config it was trained and evaluated with (camera size, layout,
+    # thinking policy); driving it with another config would feed it inputs it never saw.
+    agent_config = args.agent_config or (
+        str(model_dir / "agent_config.yaml") if (model_dir / "agent_config.yaml").is_file() else "autovla_tiny.yaml"
+    )
+
     results = out_dir / "results.json"
     replays = out_dir / "replays"
     agent_file = PACKAGE_DIR / "carla_agent.py"
     cli = [
         "--routes", args.routes,
         "--agent", str(agent_file),
-        "--agent-config", f"{args.agent_config} vla.model.path={model_dir}",
+        "--agent-config", f"{agent_config} vla.model.path={model_dir}",
         "--checkpoint", str(results),
         "--record", str(replays),
         "--seed", str(args.seed),

@@ -121,17 +121,49 @@ def copy_codebook(codebook_src: Path, folder: str | Path) -> None:
 
 
 def save_runtime_folder(
-    model: Any, processor: Any, codebook_src: Path, out_dir: str | Path, config: Any, extra: dict | None = None
+    model: Any,
+    processor: Any,
+    codebook_src: Path,
+    out_dir: str | Path,
+    config: Any,
+    extra: dict | None = None,
+    state_dict: dict | None = None,
 ) -> Path:
     """Save a plain (merged) model in the runtime's folder layout with codebook and provenance files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):  # PEFT: ship merged weights, never an adapter the runtime cannot load
         model = model.merge_and_unload()
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     processor.save_pretrained(out)
     copy_codebook(codebook_src, out)
     write_provenance(out, config, extra)
+    return out
+
+
+def save_final(trainer: Any, tm: TrainingModel, out_dir: str | Path, config: Any, extra: dict[str, Any]) -> Path:
+    """Write the trained model as a runtime folder from the main process (call on every rank).
+
+    DDP: the main process saves its replica. FSDP / DeepSpeed ZeRO-3: the full state dict is gathered first (a
+    collective every rank joins); a LoRA model under sharding is saved as a PEFT adapter folder beside it
+    (``adapter/``, merge it with ``peft`` before driving), since merging needs the full weights.
+    """
+    acc = trainer.accelerator
+    acc.wait_for_everyone()
+    out = Path(out_dir)
+    ds_plugin = getattr(acc.state, "deepspeed_plugin", None)
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False)) or (
+        ds_plugin is not None and getattr(ds_plugin, "zero_stage", 0) == 3
+    )
+    state_dict = acc.get_state_dict(trainer.model_wrapped) if sharded else None
+    if sharded and hasattr(trainer.model, "peft_config"):
+        trainer.save_model(str(out / "adapter"))
+        logger.warning(
+            "sharded LoRA run: adapter saved to %s; merge it into %s before driving", out / "adapter", tm.path
+        )
+    elif acc.is_main_process:
+        save_runtime_folder(trainer.model, tm.processor, tm.path, out, config, extra, state_dict=state_dict)
+    acc.wait_for_everyone()
     return out
 
 

@@ -36,7 +36,7 @@ from autovla_agent.planners.route import RouteFollower
 from autovla_agent.sensors import frames
 from autovla_agent.sensors.frame_buffer import FrameBuffer
 from autovla_agent.training.frames_io import FrameStore
-from autovla_agent.training.reasoning import build_reasoning, critical_objects, meta_action
+from autovla_agent.training.reasoning import build_reasoning, meta_action
 from autovla_agent.training.scene_extract import (
     TownGeometry,
     agent_futures,
@@ -76,7 +76,7 @@ class CollectConfig:
     num_traffic: int | None = None  # None: the world's default
     reasoning_share: float = 0.3  # share of (eligible) samples with a chain of thought
     # random: any sample may get reasoning (AutoVLA); complex: only samples where the expert turns, changes lane,
-    # brakes or stops, or a road user is near its path (the thinking mode then depends on the scene)
+    # brakes hard or stops (the thinking mode then depends on the scene: slow at junctions, fast on straights)
     reasoning_selection: Literal["random", "complex"] = "random"
     sample_every: int = 1  # keep every n-th model-rate tick
     scene_radius_m: float = 45.0
@@ -179,10 +179,9 @@ class Collector:
         return int(digest[:8], 16) / 0xFFFFFFFF < self.config.reasoning_share
 
     @staticmethod
-    def is_complex(meta: MetaAction, num_critical: int) -> bool:
-        """A scene worth slow thinking: not plain lane following at a steady speed, or a road user near the path."""
-        calm = meta.lateral == "move forward" and meta.longitudinal in ("maintain speed", "accelerate")
-        return not calm or num_critical > 0
+    def is_complex(meta: MetaAction) -> bool:
+        """A scene worth slow thinking: the expert turns or changes lane, brakes hard or stops."""
+        return meta.lateral != "move forward" or meta.longitudinal in ("stop", "quickly decelerate")
 
     def _route_follower(self, gps_plan: list, world_plan: list) -> RouteFollower:
         """The agent's route input: the leaderboard-downsampled plan, world frame, commands."""
@@ -389,8 +388,7 @@ class Collector:
         reasoning = meta = None
         slow = p.slow
         if slow and self.config.reasoning_selection == "complex":
-            critical = critical_objects(agents, poses)
-            slow = self.is_complex(meta_action(poses, FUTURE_DT_S, p.obs.ego.speed_mps), len(critical))
+            slow = self.is_complex(meta_action(poses, FUTURE_DT_S, p.obs.ego.speed_mps))
         if slow:
             facts = scene_facts(
                 world.town, world.route, p.route_index, p.obs.ego.speed_mps, p.obs.command, agents, p.expert_reason

@@ -49,7 +49,7 @@ from autovla_agent.training.checkpoint import (
     load_for_training,
     pick_dtype,
     resolve_resume,
-    save_runtime_folder,
+    save_final,
     write_provenance,
 )
 from autovla_agent.training.common import (
@@ -341,18 +341,19 @@ def run_grpo(config: GRPORunConfig) -> Path:
         rollout_func=rollout,
         callbacks=[RuntimeFolderCallback(tm.path, config, {"stage": "grpo"})],
     )
-    write_provenance(config.output_dir, config, {"stage": "grpo", "model_path": str(tm.path)})
+    if trainer.accelerator.is_main_process:
+        write_provenance(config.output_dir, config, {"stage": "grpo", "model_path": str(tm.path)})
     result = trainer.train(resume_from_checkpoint=resume)
-    final = save_runtime_folder(
-        trainer.model,
-        tm.processor,
-        tm.path,
+    final = save_final(
+        trainer,
+        tm,
         Path(config.output_dir) / FINAL_DIR,
         config,
         {"stage": "grpo", "base_model": str(tm.path), "steps": result.global_step},
     )
-    history = [e for e in trainer.state.log_history if "reward" in e]
-    (Path(config.output_dir) / "reward_history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    if trainer.accelerator.is_main_process:
+        history = [e for e in trainer.state.log_history if "reward" in e]
+        (Path(config.output_dir) / "reward_history.json").write_text(json.dumps(history, indent=1), "utf-8")
     logger.info("GRPO done in %.1f s (%d steps): %s", time.perf_counter() - start_s, result.global_step, final)
     return final
 

@@ -51,7 +51,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "autovla_agent" / "
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PipelineConfig:
-    """Scale and settings of the tiny pipeline (defaults: about 30-45 minutes on a 2-core CPU)."""
+    """Scale and settings of the tiny pipeline (defaults: 29 minutes measured on a shared 2-core CPU)."""
 
     train_routes: tuple[str, ...] = ("lb1_training_town01", "lb1_testing_town02")
     train_routes_subset: str = ""

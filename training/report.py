@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from autovla_agent.config_io import to_dict
 
-STAGES = (("eval_untrained", "untrained tiny"), ("eval_sft", "after SFT"), ("eval_grpo", "after GRPO"))
+STAGES = (("eval_untrained", "untrained"), ("eval_sft", "after SFT"), ("eval_grpo", "after GRPO"))
 METRICS = (
     ("driving_score", "driving score", "{:.2f}"),
     ("route_completion", "route completion %", "{:.1f}"),
@@ -37,7 +37,7 @@ def write_plot(path: Path, rows: list[tuple[str, dict[str, Any]]]) -> Path:
         fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.2))
         for ax, (key, title, _) in zip(axes, METRICS, strict=True):
             ax.bar(
-                [r[0] for r in rows],
+                [r[0].split()[-1] for r in rows],
                 [float(r[1][key]) for r in rows],
                 color=[tuple(c / 255 for c in col) for col in COLORS[: len(rows)]],
             )
@@ -63,7 +63,7 @@ def write_plot(path: Path, rows: list[tuple[str, dict[str, Any]]]) -> Path:
             draw.rectangle([bx, panel_h - bottom - h, bx + bar_w - 8, panel_h - bottom], fill=COLORS[i % 3])
             text = fmt.format(int(value)) if fmt == "{:d}" else fmt.format(value)
             draw.text((bx, panel_h - bottom - h - 12), text, fill="black", font=font)
-            draw.text((bx, panel_h - bottom + 4 + 12 * (i % 2)), label[:12], fill="black", font=font)
+            draw.text((bx, panel_h - bottom + 4), label.split()[-1], fill="black", font=font)
         draw.line([x0 + panel_w - 1, 0, x0 + panel_w - 1, panel_h], fill=(220, 220, 220))
     image.save(path)
     return path

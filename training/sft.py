@@ -33,7 +33,7 @@ from autovla_agent.training.checkpoint import (
     load_for_training,
     pick_dtype,
     resolve_resume,
-    save_runtime_folder,
+    save_final,
     write_provenance,
 )
 from autovla_agent.training.common import (
@@ -192,12 +192,12 @@ def run_sft(config: SFTRunConfig) -> Path:
         callbacks=[RuntimeFolderCallback(tm.path, config, {"stage": "sft"})],
         action_weight=config.loss.action_weight,
     )
-    write_provenance(config.output_dir, config, {"stage": "sft", "model_path": str(tm.path)})
+    if trainer.accelerator.is_main_process:
+        write_provenance(config.output_dir, config, {"stage": "sft", "model_path": str(tm.path)})
     result = trainer.train(resume_from_checkpoint=resume)
-    final = save_runtime_folder(
-        trainer.model,
-        tm.processor,
-        tm.path,
+    final = save_final(
+        trainer,
+        tm,
         Path(config.output_dir) / FINAL_DIR,
         config,
         {"stage": "sft", "base_model": str(tm.path), "train_loss": result.training_loss, "steps": result.global_step},

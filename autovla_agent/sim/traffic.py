@@ -8,8 +8,8 @@ ego whose box reaches into that corridor is a leader candidate and the nearest o
 speed drops before curves (lateral acceleration limit). Where two vehicles block each other's corridor head-on
 or crosswise (crossing, merging), the one nearer the conflict goes first (ties: lower id); traffic always
 yields to the ego. At junctions, a vehicle stops before the conflict zone of crossing or merging lanes for one
-that entered the junction first (the ego included, through its route). The perception lives in
-``traffic_perception.py``, the spawn placement in ``traffic_spawn.py``.
+that gets there first (the ego included, through its route). The perception lives in ``traffic_perception.py``,
+the spawn placement in ``traffic_spawn.py``.
 
 Stopped obstacles: a route's ``<obstacles>`` are placed in their lane and held for ``hold_s`` (parked when
 infinite); ``TrafficConfig.num_parked`` adds vehicles parked at the kerb along the route, just outside the lane.

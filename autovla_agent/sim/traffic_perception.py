@@ -3,10 +3,11 @@
 ``path_ahead`` samples each vehicle's lane sequence ahead of its front bumper; ``corridor_gaps`` finds, for every
 (vehicle, obstacle) pair within reach, the gap to the first sample whose corridor the obstacle's box reaches into.
 ``junction_yield`` decides, for vehicles whose upcoming junction lanes cross or merge (``LaneArrays.conflict_in``
-/ ``conflict_out``), who stops before the conflict zone: first come, first served at the junction entry.
-``EgoRouteLanes`` gives the ego the same (lanes ahead, distance to each lane start) view a lane vehicle has, so
-traffic yields to it at junctions too. ``goes_first`` resolves two vehicles whose bodies reach into each other's
-path: the one nearer the conflict goes first. All arrays are world frame, metres and seconds.
+/ ``conflict_out``), who stops before the conflict zone: the one that gets there later (ties: lower id first);
+a cycle of waiting vehicles is broken. ``EgoRouteLanes`` gives the ego the same (lanes ahead, distance to each
+lane start) view a lane vehicle has, so traffic yields to it at junctions too. ``goes_first`` resolves two
+vehicles whose bodies reach into each other's path: the one nearer the conflict goes first. All arrays are world
+frame, metres and seconds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
 
 EGO_ID = 0  # the ego's id among vehicles (traffic: 1..N)
 _MAX_OFF_ROUTE_M = 3.0  # farther from its route the ego is seen by the corridor test only
+_STANDING_MPS = 0.1  # vehicles waiting in a cycle at or below this speed are deadlocked
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +198,13 @@ def junction_yield(
 
     Rows are vehicles on lanes: ``seq`` (R, L) their next lanes, ``start`` (R, L) the distance from their centre
     to each lane's start, ``half_len``, ``speed_mps`` and ``ids`` (R,). Row i yields to j when their upcoming
-    junction lanes conflict, j has not cleared the conflict, i can still stop before it comfortably, and j came
-    first: first come, first served at the junction entry (deeper inside first, else earlier arrival; ties: lower
-    id). One order per junction for all its conflicts, so waiting vehicles never form a cycle (ordered by the time
-    to each pair's own conflict point, three vehicles stopped inside a junction could each wait for the next one
-    for ever); a body already in i's way stops i through the corridor test. Rows from ``num_yielding`` on (the
-    ego) take part but never yield. Returns (gap_m (num_yielding,), distance from the front bumper to the
-    conflict entry less 1 m, inf: none; yield_to (num_yielding,) id of the row given way to, -1: none).
+    junction lanes conflict, j has not cleared the conflict, i can still stop before it comfortably, and j
+    arrives first (time to the pair's conflict point; ties: lower id). Rows from ``num_yielding`` on (the ego)
+    take part but never yield. Each row keeps its nearest such conflict; where those waits close a cycle of
+    standing vehicles (e.g. three stopped inside a junction, each before the next one's conflict point), the one
+    deepest inside the junction goes (``_release_cycles``), else they would wait for ever. Returns (gap_m
+    (num_yielding,), distance from the front bumper to the conflict entry less 1 m, inf: none; yield_to
+    (num_yielding,) id of the row given way to, -1: none).
     """
     n = num_yielding
     gap_out, who_out = np.full(n, np.inf), np.full(n, -1, np.int64)
@@ -221,34 +223,56 @@ def junction_yield(
     d_i = start[r, cols[p]] + s_in_ab[p, q] - half_len[r]
     d_j = start[j, cols[q]] + la.conflict_in[lane[q], lane[p]] - half_len[j]
     cleared_j = start[j, cols[q]] + la.conflict_out[lane[q], lane[p]] - half_len[j] < -2.0 * half_len[j]
-    v_i = speed_mps[r]
-    key = _arrival_key(la, seq, start, half_len, speed_mps)
-    k_i, k_j = key[r, cols[p]], key[j, cols[q]]
-    j_first = (k_j < k_i) | ((k_j == k_i) & (ids[j] < ids[r]))
+    v_i, v_j = speed_mps[r], speed_mps[j]
+    t_i = d_i / np.maximum(v_i, 1.0)
+    t_j = np.where(d_j < 0.0, -1.0, d_j / np.maximum(v_j, 1.0))
+    j_first = (t_j < t_i) | ((t_j == t_i) & (ids[j] < ids[r]))
     can_stop = d_i > v_i**2 / (2.0 * max_decel_mps2 * 0.75)
     must = (r != j) & ~cleared_j & j_first & can_stop & (d_i < lookahead_m) & (d_j < lookahead_m)
-    r_m, gap_m, who = r[must], np.maximum(d_i[must] - 1.0, 0.0), ids[j[must]]
+    r_m, j_m, gap_m = r[must], j[must], np.maximum(d_i[must] - 1.0, 0.0)
     order = np.lexsort((gap_m, r_m))  # per yielding row, the nearest conflict first
     first = order[np.concatenate([[True], np.diff(r_m[order]) != 0])] if len(order) else order
+    waits_for = np.full(n, -1, np.int64)
+    waits_for[r_m[first]] = np.where(j_m[first] < n, j_m[first], -1)  # the ego (a row >= n) waits for nobody
+    depth = np.zeros(n)
+    depth[r_m[first]] = _junction_depth_m(la, seq, start, half_len)[r_m[first], cols[p[must][first]]]
+    go = _release_cycles(waits_for, depth, speed_mps[:n] < _STANDING_MPS)
+    first = first[~go[r_m[first]]]
     gap_out[r_m[first]] = gap_m[first]
-    who_out[r_m[first]] = who[first]
+    who_out[r_m[first]] = ids[j_m[first]]
     return gap_out, who_out
 
 
-def _arrival_key(
-    la: LaneArrays, seq: np.ndarray, start: np.ndarray, half_len: np.ndarray, speed_mps: np.ndarray
-) -> np.ndarray:
-    """(R, L) junction priority of each row at each of its lanes: lower goes first.
-
-    The front bumper's distance to the entry of the run of junction lanes a lane belongs to: inside (<= 0), the
-    metres already driven into the junction, negated; outside, the time to get there (s, at >= 1 m/s).
-    """
+def _junction_depth_m(la: LaneArrays, seq: np.ndarray, start: np.ndarray, half_len: np.ndarray) -> np.ndarray:
+    """(R, L) how far each front bumper is past the entry of the run of junction lanes each lane belongs to (m)."""
     entry = start.copy()
     for c in range(1, seq.shape[1]):  # a junction lane after a junction lane: the same junction entry
         inside = la.is_junction[seq[:, c]] & la.is_junction[seq[:, c - 1]]
         entry[inside, c] = entry[inside, c - 1]
-    e = entry - half_len[:, None]
-    return np.where(e > 0.0, e / np.maximum(speed_mps, 1.0)[:, None], e)
+    return half_len[:, None] - entry
+
+
+def _release_cycles(waits_for: np.ndarray, depth_m: np.ndarray, standing: np.ndarray) -> np.ndarray:
+    """(n,) rows that go although they yield: the deepest of each cycle of ``waits_for`` (row -> row, -1: none).
+
+    Only cycles where all but the deepest row are ``standing`` count: moving ones may still sort themselves out
+    as they approach, and the deepest keeps going (without stopping again) until the others can move.
+    """
+    go = np.zeros(len(waits_for), bool)
+    state = np.zeros(len(waits_for), np.int8)  # 0: not seen, 1: on the walk, 2: done
+    for row in np.flatnonzero(waits_for >= 0):
+        walk = []
+        while row >= 0 and state[row] == 0:
+            state[row] = 1
+            walk.append(int(row))
+            row = waits_for[row]
+        if row >= 0 and state[row] == 1:  # the walk came back onto itself: a cycle
+            cycle = walk[walk.index(row) :]
+            deepest = max(cycle, key=lambda k: (depth_m[k], -k))
+            if all(standing[k] for k in cycle if k != deepest):
+                go[deepest] = True
+        state[walk] = 2
+    return go
 
 
 def goes_first(gap: np.ndarray, idx: np.ndarray, ids: np.ndarray, oid: np.ndarray) -> np.ndarray:
