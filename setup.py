@@ -29,7 +29,13 @@ setup(
     packages=packages,
     package_dir=package_dir,
     package_data={
-        "autovla_agent": ["navsim_config/*.yaml", "navsim_config/agent/*.yaml", "sim/maps/*.xodr", "sim/maps/LICENSE*", "assets/**/*"],
+        "autovla_agent": [
+            "navsim_config/*.yaml",
+            "navsim_config/agent/*.yaml",
+            "sim/maps/*.xodr",
+            "sim/maps/LICENSE*",
+            "assets/**/*",
+        ],
         "autovla_agent.routes": ["*.xml", "*.md", "LICENSE*"],
         "autovla_agent.leaderboard_configs": ["*.yaml"],
         "autovla_agent.training": ["configs/*.yaml", "accelerate_configs/*.yaml", "README.md"],
@@ -57,8 +63,16 @@ setup(
         "sim": ["carla==0.9.16"],
         "train": ["trl==1.16.0", "peft>=0.13", "datasets>=3"],
         "navsim": ["hydra-core>=1.2"],
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "carla==0.9.16", "hydra-core>=1.2",
-                "trl==1.16.0", "peft>=0.13", "datasets>=3"],
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "ruff>=0.6",
+            "carla==0.9.16",
+            "hydra-core>=1.2",
+            "trl==1.16.0",
+            "peft>=0.13",
+            "datasets>=3",
+        ],
     },
     entry_points={
         "console_scripts": [

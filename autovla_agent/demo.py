@@ -87,9 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         cli += ["--resume"]
     code = runner.main(cli)
-    videos = sorted(str(p.relative_to(out_dir)) for p in replays.rglob("*") if p.suffix in (".mp4", ".gif"))
+    videos = sorted(str(p) for p in replays.rglob("*") if p.suffix in (".mp4", ".gif"))
     logger.info("results JSON: %s", results)
-    logger.info("route replays (%d): %s/%s", len(videos), out_dir, ", ".join(videos) if videos else "none")
+    logger.info("route replays (%d): %s", len(videos), ", ".join(videos) if videos else "none")
     return code
 
 
