@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--agent-config",
         default="",
-        help="agent YAML (packaged name or path); default: the model folder's agent_config.yaml, else autovla_tiny.yaml",
+        help="agent YAML (packaged name or path); default: the model folder's agent_config.yaml or autovla_tiny",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of traffic and sensor noise")
     p.add_argument("--resume", action="store_true", help="skip routes already in the results file")
