@@ -32,6 +32,7 @@ import shapely
 
 from autovla_agent.agent_base import AgentBase, road_option_name
 from autovla_agent.agent_config import AgentConfig, load_agent_config
+from autovla_agent.leaderboard_adapter import ROAD_OPTION_TO_COMMAND
 from autovla_agent.planners.route import RouteFollower
 from autovla_agent.sensors import frames
 from autovla_agent.sensors.frame_buffer import FrameBuffer
@@ -93,25 +94,9 @@ class CollectConfig:
             raise ValueError("sample_every must be >= 1 and seeds non-empty")
 
 
-ROAD_OPTION_TO_COMMAND = {
-    "LEFT": NavCommand.TURN_LEFT,
-    "RIGHT": NavCommand.TURN_RIGHT,
-    "STRAIGHT": NavCommand.GO_STRAIGHT,
-    "LANEFOLLOW": NavCommand.KEEP_FORWARD,
-    "CHANGELANELEFT": NavCommand.CHANGE_LANE_LEFT,
-    "CHANGELANERIGHT": NavCommand.CHANGE_LANE_RIGHT,
-    "VOID": NavCommand.KEEP_FORWARD,
-}
-
-
 def _command_map() -> dict[str, NavCommand]:
-    """The agent's own RoadOption -> command mapping when available (so data and evaluation agree)."""
-    try:
-        from autovla_agent import leaderboard_adapter
-
-        return dict(leaderboard_adapter.ROAD_OPTION_TO_COMMAND)
-    except ImportError:
-        return ROAD_OPTION_TO_COMMAND
+    """The agent's own RoadOption -> command mapping, so data and evaluation agree."""
+    return dict(ROAD_OPTION_TO_COMMAND)
 
 
 def episode_name(spec: Any, seed: int) -> str:
