@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -216,10 +216,9 @@ class CameraSpec:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class GnssSpec:
-    """The GNSS receiver; at the actor origin by default so the tick-0 fix equals route[0]."""
+class _PosedSensorSpec:
+    """A sensor with a six-key CARLA mount (GNSS, IMU); subclasses give ``id``, the type and the label."""
 
-    id: str = "gnss"
     x_m: float = 0.0
     y_m: float = 0.0
     z_m: float = 0.0
@@ -227,38 +226,36 @@ class GnssSpec:
     pitch_deg: float = 0.0
     yaw_deg: float = 0.0
 
+    _SENSOR_TYPE: ClassVar[str] = ""
+    _LABEL: ClassVar[str] = ""
+
     def __post_init__(self) -> None:
         """Check the id and finite pose numbers."""
-        if not self.id:
-            raise ValueError("GnssSpec.id must be non-empty")
-        _check_finite(f"gnss {self.id!r}", x_m=self.x_m, y_m=self.y_m, z_m=self.z_m)
+        if not self.id:  # type: ignore[attr-defined]
+            raise ValueError(f"{type(self).__name__}.id must be non-empty")
+        _check_finite(f"{self._LABEL} {self.id!r}", x_m=self.x_m, y_m=self.y_m, z_m=self.z_m)  # type: ignore[attr-defined]
 
     def to_leaderboard(self) -> dict[str, Any]:
         """The leaderboard sensor dict (all six pose keys, for portability)."""
-        return {"type": GNSS, "id": self.id, **_pose(self)}
+        return {"type": self._SENSOR_TYPE, "id": self.id, **_pose(self)}  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ImuSpec:
+class GnssSpec(_PosedSensorSpec):
+    """The GNSS receiver; at the actor origin by default so the tick-0 fix equals route[0]."""
+
+    id: str = "gnss"
+    _SENSOR_TYPE: ClassVar[str] = GNSS
+    _LABEL: ClassVar[str] = "gnss"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImuSpec(_PosedSensorSpec):
     """The IMU (accelerometer, gyroscope, compass); at the actor origin by default."""
 
     id: str = "imu"
-    x_m: float = 0.0
-    y_m: float = 0.0
-    z_m: float = 0.0
-    roll_deg: float = 0.0
-    pitch_deg: float = 0.0
-    yaw_deg: float = 0.0
-
-    def __post_init__(self) -> None:
-        """Check the id and finite pose numbers."""
-        if not self.id:
-            raise ValueError("ImuSpec.id must be non-empty")
-        _check_finite(f"imu {self.id!r}", x_m=self.x_m, y_m=self.y_m, z_m=self.z_m)
-
-    def to_leaderboard(self) -> dict[str, Any]:
-        """The leaderboard sensor dict with the six pose keys."""
-        return {"type": IMU, "id": self.id, **_pose(self)}
+    _SENSOR_TYPE: ClassVar[str] = IMU
+    _LABEL: ClassVar[str] = "imu"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

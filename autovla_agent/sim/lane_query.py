@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from autovla_agent.sensors import frames
+
 __all__ = [
     "CarlaMapLanes",
     "LaneGeometry",
@@ -189,7 +191,7 @@ class CarlaMapLanes:
         return LaneSample(
             float(d),
             float(wp.lane_width),
-            -math.radians(wp.transform.rotation.yaw),
+            float(frames.carla_yaw_deg_to_world_rad(wp.transform.rotation.yaw)),
             int(wp.road_id),
             int(wp.lane_id),
             bool(wp.is_junction),

@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from autovla_agent.sensors import frames
 from autovla_agent.sim.raster import GRASS, TownRaster, town_raster
 from autovla_agent.sim.town import Town
 
@@ -75,12 +76,16 @@ class CameraPose:
     def from_mount(ego_center_pose_world: tuple[float, float, float], spec: Any) -> CameraPose:
         """Pose of a camera mounted on a vehicle from a leaderboard sensor dict (CARLA vehicle-frame mount)."""
         ex, ey, eyaw = ego_center_pose_world
-        x, y, z = float(spec["x"]), float(spec["y"]), float(spec["z"])
-        roll = math.radians(float(spec.get("roll", 0.0)))
-        pitch = -math.radians(float(spec.get("pitch", 0.0)))  # right-handed y-left axis: + pitch = nose down
-        yaw = -math.radians(float(spec.get("yaw", 0.0)))
+        # Offset 0: the mount is taken from the actor origin, which is where the ego pose is given.
+        x, y, z, roll, pitch, yaw = (
+            float(v)
+            for v in frames.carla_mount_to_ego(
+                spec["x"], spec["y"], spec["z"], spec.get("roll", 0.0), spec.get("pitch", 0.0),
+                spec.get("yaw", 0.0), rear_axle_offset_m=0.0,
+            )
+        )  # fmt: skip
         c, s = math.cos(eyaw), math.sin(eyaw)
-        center = np.array([ex + c * x - s * (-y), ey + s * x + c * (-y), z])
+        center = np.array([ex + c * x - s * y, ey + s * x + c * y, z])
         rotation = _rot_z(eyaw + yaw) @ _rot_y(pitch) @ _rot_x(roll)
         return CameraPose(center, rotation)
 
