@@ -1,23 +1,18 @@
-"""Installs autovla-agent: the top-level sensors/, planners/ and training/ folders become subpackages."""
+"""Installs autovla-agent: one import root, with the design card's top-level folders linked in as subpackages."""
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
-# The design card keeps sensors/, planners/ and training/ at the top of the repository, but generic
-# top-level names in site-packages collide with other projects; they install under one import root.
-SUBPACKAGE_DIRS = {"sensors": "sensors", "planners": "planners", "training": "training"}
-
-packages = [p for p in find_packages(include=["autovla_agent", "autovla_agent.*"])]
-package_dir = {}
-for name, folder in SUBPACKAGE_DIRS.items():
-    for sub in [""] + [f".{p}" for p in find_packages(where=folder)]:
-        packages.append(f"autovla_agent.{name}{sub}")
-    package_dir[f"autovla_agent.{name}"] = folder
-# Data folders travel with the package so an installed agent finds its configs and routes.
-packages += ["autovla_agent.routes", "autovla_agent.leaderboard_configs", "hydra_plugins.autovla_searchpath"]
-package_dir["autovla_agent.routes"] = "routes"
-package_dir["autovla_agent.leaderboard_configs"] = "leaderboard_configs"
+# The design card keeps sensors/, planners/, training/, routes/ and leaderboard_configs/ at the top of the
+# repository, but generic top-level names in site-packages collide with other projects. Each is linked into
+# autovla_agent/ (autovla_agent/planners -> ../planners), so the source tree is the import tree: the same
+# `autovla_agent.planners` resolves from a checkout, an editable install and a wheel. Namespace discovery makes
+# every data folder (maps, routes, configs, the default model) a package of its own, so its files are package
+# data and setuptools has nothing to warn about.
+packages = find_namespace_packages(include=["autovla_agent", "autovla_agent.*", "hydra_plugins.*"])
+packages = [p for p in packages if "__pycache__" not in p]
+DATA_FILES = ["*.yaml", "*.xml", "*.xodr", "*.md", "*.txt", "*.json", "*.npz", "*.safetensors", "*.jinja", "*.png"]
 
 setup(
     name="autovla-agent",
@@ -27,20 +22,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=packages,
-    package_dir=package_dir,
-    package_data={
-        "autovla_agent": [
-            "navsim_config/*.yaml",
-            "navsim_config/agent/*.yaml",
-            "sim/maps/*.xodr",
-            "sim/maps/LICENSE*",
-            "assets/**/*",
-        ],
-        "autovla_agent.routes": ["*.xml", "*.md", "LICENSE*"],
-        "autovla_agent.leaderboard_configs": ["*.yaml"],
-        "autovla_agent.training": ["configs/*.yaml", "accelerate_configs/*.yaml", "README.md"],
-    },
-    include_package_data=True,
+    package_data={"": DATA_FILES},
     install_requires=[
         # torch is pinned so that pip never swaps the CPU build for a newer CUDA one.
         "torch==2.13.0",
@@ -78,12 +60,12 @@ setup(
         "console_scripts": [
             "autovla-demo=autovla_agent.demo:main",
             "autovla-evaluate=autovla_agent.sim.runner:main",
-            "autovla-replay=autovla_agent.sim.replay:main",
+            "autovla-replay=autovla_agent.sim.replay.log:main",
             "autovla-sim-bench=autovla_agent.sim.bench:main",
-            "autovla-make-tiny=autovla_agent.tiny_model:main",
-            "autovla-convert-checkpoint=autovla_agent.convert_checkpoint:main",
-            "autovla-benchmark-vla=autovla_agent.benchmark_vla:main",
-            "autovla-benchmark-agent=autovla_agent.benchmark_agent:main",
+            "autovla-make-tiny=autovla_agent.policy.tiny_model:main",
+            "autovla-convert-checkpoint=autovla_agent.policy.convert_checkpoint:main",
+            "autovla-benchmark-vla=autovla_agent.benchmarks.vla:main",
+            "autovla-benchmark-agent=autovla_agent.benchmarks.agent:main",
             "autovla-codebook=autovla_agent.planners.codebook:main",
             "autovla-build-codebook=autovla_agent.training.codebook_cmd:main",
             "autovla-collect=autovla_agent.training.collect:main",

@@ -3,10 +3,10 @@
 The evaluator imports this file as a top-level module (``sys.path.insert(0, dirname)`` then
 ``importlib.import_module(basename)``), so it holds only absolute imports from the installed package and the
 module-level ``get_entry_point()`` that names the agent class. All logic lives in
-``autovla_agent.leaderboard_adapter``.
+``autovla_agent.adapters.carla.agent``.
 """
 
-from autovla_agent.leaderboard_adapter import AutoVLAAgent
+from autovla_agent.adapters.carla.agent import AutoVLAAgent
 
 __all__ = ["AutoVLAAgent", "get_entry_point"]
 

@@ -13,10 +13,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from autovla_agent.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_MODEL_DIR = PACKAGE_DIR / "assets" / "default_model"
+logger = logging.getLogger(__name__)
 
 
 def resolve_model(model: str, out_dir: Path) -> Path:
@@ -29,7 +28,7 @@ def resolve_model(model: str, out_dir: Path) -> Path:
     if (DEFAULT_MODEL_DIR / "config.json").is_file():
         logger.info("driving with the shipped default model %s", DEFAULT_MODEL_DIR)
         return DEFAULT_MODEL_DIR
-    from autovla_agent.tiny_model import build_tiny_model
+    from autovla_agent.policy.tiny_model import build_tiny_model
 
     path = out_dir / "models" / "tiny_random"
     if not (path / "config.json").is_file():

@@ -19,7 +19,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from autovla_agent.types import CameraFrame
+from autovla_agent.contract import CameraFrame
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ CARLA world (what the simulator and the leaderboard hand us):
 Internal WORLD frame (sim, route follower, tracker):
     the CARLA world with y flipped: right-handed, x east (= x_carla), y north (= -y_carla), z up, metres;
     yaw in radians, counter-clockwise, wrapped to [-pi, pi); yaw_world = -radians(yaw_carla).
-Internal EGO frame (planner, ``autovla_agent.types``):
+Internal EGO frame (planner, ``autovla_agent.contract``):
     right-handed, x forward, y left, z up, yaw counter-clockwise in radians, origin at the REAR-AXLE centre.
     The CARLA actor location is the vehicle origin (treated as the bounding-box centre); the rear axle lies
     ``rear_axle_offset_m`` behind it along the heading (1.4 m for vehicle.lincoln.mkz_2020).

@@ -15,6 +15,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     6272-pixel budget per frame (a 90 x 160 px frame becomes 56 x 84 px, 6 vision tokens); load it with
     ``VLAConfig(model=ModelConfig(path=str(tiny_model_dir), device="cpu"))``.
     """
-    from autovla_agent.tiny_model import build_tiny_model
+    from autovla_agent.policy.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_vla") / "model", num_action_tokens=2048, seed=0)

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from autovla_agent.config_io import dump_yaml
-from autovla_agent.configuration_autovla import CODEBOOK_FILENAME
-from autovla_agent.modeling_autovla import ModelFolderError, check_model_folder
 from autovla_agent.planners.codebook import ActionCodebook
-from autovla_agent.processor_autovla import ActionVocab, ActionVocabError, find_action_vocab, load_processor
+from autovla_agent.policy.configuration import CODEBOOK_FILENAME
+from autovla_agent.policy.modeling import ModelFolderError, check_model_folder
+from autovla_agent.policy.processor import ActionVocab, ActionVocabError, find_action_vocab, load_processor
 
 logger = logging.getLogger(__name__)
 

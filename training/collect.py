@@ -30,9 +30,10 @@ from typing import Any, Literal
 import numpy as np
 import shapely
 
-from autovla_agent.agent_base import AgentBase, road_option_name
-from autovla_agent.agent_config import AgentConfig, load_agent_config
-from autovla_agent.leaderboard_adapter import ROAD_OPTION_TO_COMMAND
+from autovla_agent.adapters.carla.agent import ROAD_OPTION_TO_COMMAND
+from autovla_agent.adapters.carla.agent_base import AgentBase, road_option_name
+from autovla_agent.contract import EgoState, NavCommand, Observation
+from autovla_agent.loop.agent_config import AgentConfig, load_agent_config
 from autovla_agent.planners.route import RouteFollower
 from autovla_agent.sensors import frames
 from autovla_agent.sensors.frame_buffer import FrameBuffer
@@ -55,7 +56,6 @@ from autovla_agent.training.schema import (
     SampleSource,
     SampleWriter,
 )
-from autovla_agent.types import EgoState, NavCommand, Observation
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class Collector:
 
     def run(self) -> list[RunStats]:
         """Drive every (route, seed) and write the dataset; return per-run statistics."""
-        from autovla_agent.sim.routes import load_routes
+        from autovla_agent.sim.world.routes import load_routes
 
         specs = [s for r in self.config.routes for s in load_routes(r, self.config.routes_subset)]
         out = Path(self.config.out)
@@ -206,7 +206,7 @@ class Collector:
     def run_route(self, spec: Any, seed: int, writer: SampleWriter, store: FrameStore) -> RunStats:
         """Drive one route with one seed; write its finished samples."""
         from autovla_agent.sim.expert import ExpertAgent
-        from autovla_agent.sim.world import World, WorldConfig
+        from autovla_agent.sim.world.simulation import World, WorldConfig
 
         start = time.perf_counter()
         cfg = self.config

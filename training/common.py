@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from autovla_agent.configuration_autovla import CODEBOOK_FILENAME
+from autovla_agent.policy.configuration import CODEBOOK_FILENAME
 from autovla_agent.training.checkpoint import copy_codebook, write_provenance
 from autovla_agent.training.codebook_cmd import codebook_sha256, future_array
 from autovla_agent.training.config import LoraSettings, TrainSettings

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from autovla_agent.configuration_autovla import PromptConfig
 from autovla_agent.planners.decoder import DecoderConfig
 from autovla_agent.planners.vehicle import VehicleParams
+from autovla_agent.policy.configuration import PromptConfig
 from autovla_agent.training.rewards import RewardConfig
 
 

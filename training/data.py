@@ -1,7 +1,7 @@
 """Samples -> model inputs through the runtime's own prompt builder: SFT collator and GRPO dataset rows.
 
 The prompt side is never re-implemented here: a sample becomes an ``Observation`` and goes through
-``autovla_agent.prompt.build_prompt`` / ``encode_prompt``, exactly as at inference. The completion side is
+``autovla_agent.policy.prompt.build_prompt`` / ``encode_prompt``, exactly as at inference. The completion side is
 tokenised piece by piece the way the runtime feeds it: the fixed scaffold strings (``fast_opening()``,
 ``slow_opening()``, ``closing_after_reasoning()``) each on their own, the action tokens as their ids, then
 ``</answer>`` and the end-of-turn token. Sequences are LEFT-padded so that every completion ends at the last
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from autovla_agent.completion_autovla import ANSWER_CLOSE, closing_after_reasoning, fast_opening, slow_opening
 from autovla_agent.config_io import to_dict
-from autovla_agent.configuration_autovla import PromptConfig
-from autovla_agent.prompt import build_prompt, encode_completion, encode_prompt
+from autovla_agent.contract import CameraFrame, EgoState, Observation
+from autovla_agent.policy.completion import ANSWER_CLOSE, closing_after_reasoning, fast_opening, slow_opening
+from autovla_agent.policy.configuration import PromptConfig
+from autovla_agent.policy.prompt import build_prompt, encode_completion, encode_prompt
 from autovla_agent.training.schema import Sample, sample_from_dict
-from autovla_agent.types import CameraFrame, EgoState, Observation
 
 logger = logging.getLogger(__name__)
 

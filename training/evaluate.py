@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from autovla_agent.completion_autovla import SLOW_THINKING_SENTENCE
+from autovla_agent.policy.completion import SLOW_THINKING_SENTENCE
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def evaluate_model(
     repetitions: int = 1,
 ) -> dict[str, Any]:
     """Drive ``model_dir`` over ``routes`` with the agent config ``agent_yaml``; return the summary dict."""
-    from autovla_agent.processor_autovla import load_processor
+    from autovla_agent.policy.processor import load_processor
     from autovla_agent.sim import runner
     from autovla_agent.training.eval_agents import plan_stats_agent as eval_agent
 

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from autovla_agent.types import CameraFrame, Observation
+from autovla_agent.contract import CameraFrame, Observation
 
 
 class FrameStore:

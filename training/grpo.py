@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from autovla_agent.completion_autovla import ANSWER_CLOSE, closing_after_reasoning, fast_opening, slow_opening
 from autovla_agent.config_io import load_yaml
-from autovla_agent.configuration_autovla import DecodingConfig, ThinkingConfig
-from autovla_agent.decoding_autovla import DecodeEngine
-from autovla_agent.modeling_autovla import VLARuntime
+from autovla_agent.contract import ThinkingMode
 from autovla_agent.planners.decoder import BicycleDecoder
-from autovla_agent.prompt import PromptInput, VisualItem, encode_completion, encode_prompt
+from autovla_agent.policy.completion import ANSWER_CLOSE, closing_after_reasoning, fast_opening, slow_opening
+from autovla_agent.policy.configuration import DecodingConfig, ThinkingConfig
+from autovla_agent.policy.decoding import DecodeEngine
+from autovla_agent.policy.modeling import VLARuntime
+from autovla_agent.policy.prompt import PromptInput, VisualItem, encode_completion, encode_prompt
 from autovla_agent.training.checkpoint import (
     TrainingModel,
     load_for_training,
@@ -62,7 +63,6 @@ from autovla_agent.training.common import (
 from autovla_agent.training.config import GRPORunConfig
 from autovla_agent.training.data import GRPOTransform, grpo_rows
 from autovla_agent.training.rewards import CompletionReader, LengthPenalty, NavsimPDMReward, PDMReward
-from autovla_agent.types import ThinkingMode
 
 logger = logging.getLogger(__name__)
 

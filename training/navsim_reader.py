@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autovla_agent.navsim_convert import AUTOVLA_CAMERAS, observation_from_agent_input
+from autovla_agent.adapters.navsim.convert import AUTOVLA_CAMERAS, observation_from_agent_input
 from autovla_agent.training.frames_io import FrameStore
 from autovla_agent.training.schema import (
     DatasetManifest,

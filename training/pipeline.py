@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autovla_agent.config_io import dump_yaml, from_dict, load_yaml
+from autovla_agent.paths import DEFAULT_MODEL_DIR
 from autovla_agent.training.config import (
     GRPORunConfig,
     GRPOSettings,
@@ -45,8 +46,6 @@ from autovla_agent.training.config import (
 )
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "autovla_agent" / "assets" / "default_model"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -151,7 +150,7 @@ class Pipeline:
         ``dest`` defaults to ``DIR/agent_<name>.yaml``; ``model_path`` replaces the absolute model path (a path
         relative to the YAML file, e.g. ``.`` for a config shipped inside the model folder).
         """
-        from autovla_agent.agent_config import load_agent_config
+        from autovla_agent.loop.agent_config import load_agent_config
 
         c = self.config
         base, _ = load_agent_config("autovla_tiny.yaml")
@@ -212,7 +211,7 @@ class Pipeline:
     def base_model(self) -> dict[str, Any]:
         """Stage 3: the tiny random model with the collected codebook (the untrained reference)."""
         from autovla_agent.planners.codebook import ActionCodebook
-        from autovla_agent.tiny_model import build_tiny_model
+        from autovla_agent.policy.tiny_model import build_tiny_model
 
         c = self.config
         codebook = ActionCodebook.load(self.out / "codebook" / "action_codebook")
@@ -265,7 +264,7 @@ class Pipeline:
         return {"path": str(run_grpo(config))}
 
     def _prompt(self):
-        from autovla_agent.configuration_autovla import PromptConfig
+        from autovla_agent.policy.configuration import PromptConfig
 
         return PromptConfig(camera_layout="images", include_target_point=self.config.include_target_point)
 

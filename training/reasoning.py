@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autovla_agent.contract import NavCommand
 from autovla_agent.training.schema import AgentBox, MetaAction
-from autovla_agent.types import NavCommand
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from autovla_agent.completion_autovla import ParsedCompletion, parse_completion
 from autovla_agent.config_io import from_dict
+from autovla_agent.contract import ThinkingMode
+from autovla_agent.policy.completion import ParsedCompletion, parse_completion
 from autovla_agent.training.pdm import PDMConfig, PDMResult, SceneGeometry, pdm_score
 from autovla_agent.training.schema import SceneState
-from autovla_agent.types import ThinkingMode
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import shapely
 
+from autovla_agent.contract import NavCommand
 from autovla_agent.sensors import frames
 from autovla_agent.training.reasoning import SceneFacts
 from autovla_agent.training.schema import AgentBox, SceneState
-from autovla_agent.types import NavCommand
 
 
 def _rings(geometry: Any) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ A dataset is a folder::
       samples.jsonl       # one Sample per line (UTF-8 JSON, no NaN/Infinity)
       images/...          # camera frames; rows refer to them by paths relative to DATASET/
 
-Frames and units (see ``autovla_agent.types``): every pose is in the internal EGO frame of the sample's
+Frames and units (see ``autovla_agent.contract``): every pose is in the internal EGO frame of the sample's
 current tick (x forward, y left, yaw counter-clockwise in radians, origin at the rear-axle centre);
 ``future.poses_ego`` is (T, 3) with the first pose at ``+dt_s`` (the current pose is not included); speeds
 and accelerations are signed (negative acceleration = braking). The navigation command is a
@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from autovla_agent.config_io import ConfigError, from_dict, to_dict
-from autovla_agent.types import NavCommand
+from autovla_agent.contract import NavCommand
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "dataset.json"

@@ -6,7 +6,7 @@ instance is built with ``cls(host, port, debug)``, then (the evaluator's order) 
 the optional privileged hook ``set_privileged_world(world)`` (only agents that define it, e.g. the expert),
 ``setup(agent_config)``, ``sensors()``, and the sensor validation (first route only, as the evaluator).
 
-Ticking: an agent whose ``__call__`` takes ``(input_data, timestamp)`` (``autovla_agent.agent_base.AgentBase``)
+Ticking: an agent whose ``__call__`` takes ``(input_data, timestamp)`` (``adapters.carla.agent_base.AgentBase``)
 is called as ``agent(input_data, timestamp)``; one with the leaderboard's argument-less ``__call__`` (it reads a
 CARLA sensor interface and ``GameTime``) gets ``run_step(input_data, timestamp)`` and the base class's
 ``manual_gear_shift = False``.

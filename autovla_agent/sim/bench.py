@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from autovla_agent.sim.routes import load_routes
-from autovla_agent.sim.traffic import TrafficConfig
-from autovla_agent.sim.world import World, WorldConfig
+from autovla_agent.sim.world.routes import load_routes
+from autovla_agent.sim.world.simulation import World, WorldConfig
+from autovla_agent.sim.world.traffic import TrafficConfig
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from autovla_agent.agent_base import AgentBase, Track, road_option_name
+from autovla_agent.adapters.carla.agent_base import AgentBase, Track, road_option_name
 from autovla_agent.planners.control import ControlConfig, TrajectoryTracker
 from autovla_agent.planners.vehicle import VehicleParams
 from autovla_agent.sensors import frames

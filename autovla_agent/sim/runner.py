@@ -41,10 +41,10 @@ from autovla_agent.sim.agent_loader import (
     load_agent_module,
     validate_agent_sensors,
 )
-from autovla_agent.sim.replay import ReplayConfig, RouteRecorder, render_video
-from autovla_agent.sim.results import FAILURE_MESSAGES, ResultsFile, RouteOutcome, make_route_record, route_name
-from autovla_agent.sim.scoring import RouteScorer, ScoringConfig
-from autovla_agent.sim.world import WorldConfig
+from autovla_agent.sim.replay.log import ReplayConfig, RouteRecorder, render_video
+from autovla_agent.sim.scoring.results import FAILURE_MESSAGES, ResultsFile, RouteOutcome, make_route_record, route_name
+from autovla_agent.sim.scoring.route_scorer import RouteScorer, ScoringConfig
+from autovla_agent.sim.world.simulation import WorldConfig
 
 logger = logging.getLogger(__name__)
 
@@ -223,8 +223,8 @@ class _Evaluator:
     # ------------------------------------------------------------------ one route
     def _run_route(self, spec: Any, rep: int, index: int) -> bool:
         """Run one route; return True when the whole evaluation must stop."""
-        from autovla_agent.sim.sensors_sim import SensorUnsupportedError
-        from autovla_agent.sim.world import World
+        from autovla_agent.sim.world.sensors import SensorUnsupportedError
+        from autovla_agent.sim.world.simulation import World
 
         args = self.args
         name = route_name(spec.route_id, rep)
@@ -283,7 +283,7 @@ class _Evaluator:
         self, world: Any, agent: Any, specs: list[dict[str, Any]], name: str, index: int, route_length_m: float
     ) -> bool:
         args, cfg = self.args, self.config
-        from autovla_agent.sim.lane_query import CarlaMapLanes
+        from autovla_agent.sim.world.lane_query import CarlaMapLanes
 
         scorer = RouteScorer(
             world.route.xy_world_m, world.route.yaw_world_rad, CarlaMapLanes(world.town.map), cfg.scoring
@@ -472,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             datefmt="%H:%M:%S",
         )
-    from autovla_agent.sim.routes import RouteError, load_routes
+    from autovla_agent.sim.world.routes import RouteError, load_routes
 
     try:
         if args.track not in TRACKS:

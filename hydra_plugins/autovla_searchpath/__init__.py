@@ -9,4 +9,4 @@ class AutoVLASearchPathPlugin(SearchPathPlugin):
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         """Append, never prepend: navsim's own configs keep precedence on any name clash."""
-        search_path.append(provider="autovla-agent", path="pkg://autovla_agent.navsim_config")
+        search_path.append(provider="autovla-agent", path="pkg://autovla_agent.adapters.navsim.config")

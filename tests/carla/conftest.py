@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from autovla_agent.sensors import frames
-from autovla_agent.sim.routes import RoadOption
+from autovla_agent.sim.world.routes import RoadOption
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_FILE = REPO / "autovla_agent" / "carla_agent.py"
@@ -164,6 +164,6 @@ def assert_valid_control(control: object) -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random action model folder, built once per test session (~1 s)."""
-    from autovla_agent.tiny_model import build_tiny_model
+    from autovla_agent.policy.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("carla_tiny_model") / "model")

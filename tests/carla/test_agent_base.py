@@ -8,9 +8,9 @@ import carla
 import numpy as np
 from conftest import Feed, assert_valid_control, l_route, load_agent_class
 
-from autovla_agent.agent_base import AgentBase, Track, downsample_route
-from autovla_agent.sim import routes as sim_routes
-from autovla_agent.sim.routes import RoadOption
+from autovla_agent.adapters.carla.agent_base import AgentBase, Track, downsample_route
+from autovla_agent.sim.world import routes as sim_routes
+from autovla_agent.sim.world.routes import RoadOption
 
 
 def _straight(n: int, option=RoadOption.LANEFOLLOW) -> list:

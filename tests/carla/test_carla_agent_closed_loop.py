@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import Feed, assert_valid_control, l_route, load_agent_class
 
-from autovla_agent.types import Observation, Plan
+from autovla_agent.contract import Observation, Plan
 
 
 class TargetPointPlanner:

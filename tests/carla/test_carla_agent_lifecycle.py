@@ -7,7 +7,7 @@ import math
 import numpy as np
 from conftest import Feed, assert_valid_control, l_route, load_agent_class
 
-from autovla_agent.agent_base import AgentBase, Track
+from autovla_agent.adapters.carla.agent_base import AgentBase, Track
 from autovla_agent.sensors.rig import validate_sensors
 from autovla_agent.sim.agent_loader import validate_agent_sensors
 

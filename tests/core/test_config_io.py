@@ -4,7 +4,7 @@ from typing import Literal
 import pytest
 
 from autovla_agent.config_io import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
-from autovla_agent.types import NavCommand
+from autovla_agent.contract import NavCommand
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 
 from autovla_agent import demo
-from autovla_agent.agent_config import load_agent_config
-from autovla_agent.modeling_autovla import VLAPlanner
-from autovla_agent.types import CameraFrame, EgoState, NavCommand, Observation, PlanStatus
+from autovla_agent.contract import CameraFrame, EgoState, NavCommand, Observation, PlanStatus
+from autovla_agent.loop.agent_config import load_agent_config
+from autovla_agent.paths import DEFAULT_MODEL_DIR
+from autovla_agent.policy.modeling import VLAPlanner
 
 
 def test_demo_resolves_the_shipped_default_model_and_its_agent_config(tmp_path):
     model_dir = demo.resolve_model("", tmp_path)
-    assert model_dir == demo.DEFAULT_MODEL_DIR
+    assert model_dir == DEFAULT_MODEL_DIR
     assert not (tmp_path / "models").exists()  # nothing built when a trained model ships
     config, _ = load_agent_config(f"{model_dir / 'agent_config.yaml'} vla.model.path={model_dir}")
     assert config.vla.model.path == str(model_dir)
@@ -21,7 +22,7 @@ def test_demo_rejects_a_model_argument_that_is_not_a_model_folder(tmp_path):
 
 
 def test_shipped_default_model_plans_with_its_own_config():
-    model_dir = demo.DEFAULT_MODEL_DIR
+    model_dir = DEFAULT_MODEL_DIR
     config, _ = load_agent_config(f"{model_dir / 'agent_config.yaml'} vla.model.path={model_dir} vla.model.device=cpu")
     vla = config.vla
     h, w = config.frame_buffer.height_px, config.frame_buffer.width_px

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from autovla_agent.navsim_convert import (
+from autovla_agent.adapters.navsim.convert import (
     AUTOVLA_CAMERAS,
     NAVSIM_CAMERAS,
     NavsimAgentConfig,
@@ -18,7 +18,7 @@ from autovla_agent.navsim_convert import (
     plan_to_poses,
     sensor_config_fields,
 )
-from autovla_agent.types import NavCommand, Plan, PlanStatus
+from autovla_agent.contract import NavCommand, Plan, PlanStatus
 
 VIEWS = ("front", "front_left", "front_right")
 

@@ -13,7 +13,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
 import autovla_agent
-from autovla_agent.navsim_convert import AUTOVLA_CAMERAS, NAVSIM_CAMERAS, NavsimAgentConfig
+from autovla_agent.adapters.navsim.convert import AUTOVLA_CAMERAS, NAVSIM_CAMERAS, NavsimAgentConfig
 from hydra_plugins.autovla_searchpath import AutoVLASearchPathPlugin
 
 HYDRA_KEYS = {"_target_", "_convert_"}
@@ -27,14 +27,14 @@ def _fresh_hydra():
 
 
 def _compose_agent():
-    with initialize_config_module(config_module="autovla_agent.navsim_config", version_base=None):
+    with initialize_config_module(config_module="autovla_agent.adapters.navsim.config", version_base=None):
         cfg = compose(config_name=None, overrides=["+agent=autovla"])
     return OmegaConf.to_container(cfg.agent)
 
 
 def test_agent_yaml_compose_has_navsim_keys():
     agent = _compose_agent()
-    assert agent["_target_"] == "autovla_agent.navsim_agent.AutoVLANavsimAgent"
+    assert agent["_target_"] == "autovla_agent.adapters.navsim.agent.AutoVLANavsimAgent"
     assert agent["_convert_"] == "all"
     assert agent["checkpoint_path"] is None
     sampling = agent["trajectory_sampling"]
@@ -46,7 +46,7 @@ def test_agent_yaml_compose_has_navsim_keys():
 
 
 def test_agent_yaml_compose_overrides_like_navsim_cli():
-    with initialize_config_module(config_module="autovla_agent.navsim_config", version_base=None):
+    with initialize_config_module(config_module="autovla_agent.adapters.navsim.config", version_base=None):
         cfg = compose(
             config_name=None,
             overrides=[
@@ -71,7 +71,7 @@ def test_agent_yaml_keys_match_config_dataclass():
 
 def test_agent_yaml_keys_match_agent_constructor():
     # navsim_agent imports navsim, so its constructor is read from the source instead of imported.
-    source = Path(autovla_agent.__file__).with_name("navsim_agent.py").read_text(encoding="utf-8")
+    source = Path(autovla_agent.__file__).parent.joinpath("adapters", "navsim", "agent.py").read_text(encoding="utf-8")
     cls = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == "AutoVLANavsimAgent")
     init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     params = {a.arg for a in init.args.args} - {"self"}
@@ -100,12 +100,12 @@ def test_searchpath_plugin_resolves_agent_override_like_navsim(tmp_path):
 
     recorder = _Recorder()
     AutoVLASearchPathPlugin().manipulate_search_path(recorder)
-    assert recorder.entries == ["pkg://autovla_agent.navsim_config"]
+    assert recorder.entries == ["pkg://autovla_agent.adapters.navsim.config"]
     with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
         cfg = compose(config_name="run", overrides=[f"hydra.searchpath=[{recorder.entries[0]}]", "agent=autovla"])
-    assert cfg.agent._target_ == "autovla_agent.navsim_agent.AutoVLANavsimAgent"
+    assert cfg.agent._target_ == "autovla_agent.adapters.navsim.agent.AutoVLANavsimAgent"
 
 
 def test_agent_yaml_is_package_data():
-    files = importlib.resources.files("autovla_agent.navsim_config") / "agent" / "autovla.yaml"
+    files = importlib.resources.files("autovla_agent.adapters.navsim.config") / "agent" / "autovla.yaml"
     assert files.is_file()

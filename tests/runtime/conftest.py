@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autovla_agent.configuration_autovla import DecodingConfig, ModelConfig, PromptConfig, ThinkingConfig, VLAConfig
-from autovla_agent.types import CameraFrame, EgoState, NavCommand, Observation
+from autovla_agent.contract import CameraFrame, EgoState, NavCommand, Observation
+from autovla_agent.policy.configuration import DecodingConfig, ModelConfig, PromptConfig, ThinkingConfig, VLAConfig
 
 FRAME_HW = (90, 160)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from autovla_agent.benchmark_vla import RESULT_FIELDS, STAGES, main
+from autovla_agent.benchmarks.vla import RESULT_FIELDS, STAGES, main
 
 
 def test_benchmark_cli_tiny_model_writes_breakdown_json(tiny_model_dir, tmp_path, caplog):
@@ -32,7 +32,7 @@ def test_benchmark_cli_tiny_model_writes_breakdown_json(tiny_model_dir, tmp_path
         "--json",
         str(out),
     ]
-    with caplog.at_level(logging.INFO, logger="autovla_agent.benchmark_vla"):
+    with caplog.at_level(logging.INFO, logger="autovla_agent.benchmarks.vla"):
         assert main(args) == 0
     assert "median stage times in ms" in caplog.text and "speed-up of the total" in caplog.text
     document = json.loads(out.read_text())

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autovla_agent.completion_autovla import (
+from autovla_agent.contract import EgoState, PlanStatus, ThinkingMode
+from autovla_agent.policy.completion import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
     THINK_CLOSE,
@@ -15,8 +16,7 @@ from autovla_agent.completion_autovla import (
     format_completion,
     parse_completion,
 )
-from autovla_agent.modeling_autovla import VLAPlanner
-from autovla_agent.types import EgoState, PlanStatus, ThinkingMode
+from autovla_agent.policy.modeling import VLAPlanner
 
 K, N = 2048, 10
 FRAGMENTS = st.sampled_from(
@@ -94,7 +94,7 @@ def test_parse_completion_extra_or_out_of_range_actions():
 
 @pytest.fixture(scope="module")
 def planner(tiny_model_dir):
-    from autovla_agent.configuration_autovla import ModelConfig, VLAConfig
+    from autovla_agent.policy.configuration import ModelConfig, VLAConfig
 
     return VLAPlanner(VLAConfig(model=ModelConfig(path=str(tiny_model_dir), device="cpu")))
 

@@ -11,13 +11,19 @@ import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from autovla_agent.configuration_autovla import ModelConfig, VLAConfig
-from autovla_agent.convert_checkpoint import ConversionError, convert, main, policy_state_dict, to_transformers5_keys
-from autovla_agent.modeling_autovla import VLAPlanner
 from autovla_agent.planners.codebook import ActionCodebook
 from autovla_agent.planners.se2 import box_corners
-from autovla_agent.processor_autovla import find_action_vocab, load_processor
-from autovla_agent.tiny_model import build_tiny_tokenizer
+from autovla_agent.policy.configuration import ModelConfig, VLAConfig
+from autovla_agent.policy.convert_checkpoint import (
+    ConversionError,
+    convert,
+    main,
+    policy_state_dict,
+    to_transformers5_keys,
+)
+from autovla_agent.policy.modeling import VLAPlanner
+from autovla_agent.policy.processor import find_action_vocab, load_processor
+from autovla_agent.policy.tiny_model import build_tiny_tokenizer
 
 
 def to_transformers449_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

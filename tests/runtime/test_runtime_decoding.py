@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from autovla_agent.configuration_autovla import DecodingConfig
-from autovla_agent.decoding_autovla import sample_token
-from autovla_agent.modeling_autovla import VLAPlanner
-from autovla_agent.prompt import build_prompt, encode_prompt
-from autovla_agent.types import ThinkingMode
+from autovla_agent.contract import ThinkingMode
+from autovla_agent.policy.configuration import DecodingConfig
+from autovla_agent.policy.decoding import sample_token
+from autovla_agent.policy.modeling import VLAPlanner
+from autovla_agent.policy.prompt import build_prompt, encode_prompt
 
 
 class AllowOnly(LogitsProcessor):

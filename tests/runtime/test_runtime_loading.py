@@ -12,12 +12,12 @@ import yaml
 from transformers import AutoProcessor
 
 from autovla_agent.config_io import ConfigError, dump_yaml, load_yaml
-from autovla_agent.configuration_autovla import ModelConfig, VLAConfig
-from autovla_agent.modeling_autovla import ModelFolderError, load_vla
 from autovla_agent.planners.codebook import ActionCodebook
-from autovla_agent.processor_autovla import ActionVocabError, AutoVLAProcessor, find_action_vocab
-from autovla_agent.tiny_model import QWEN_SPECIAL_TOKENS, build_tiny_tokenizer
-from autovla_agent.tiny_model import main as tiny_model_main
+from autovla_agent.policy.configuration import ModelConfig, VLAConfig
+from autovla_agent.policy.modeling import ModelFolderError, load_vla
+from autovla_agent.policy.processor import ActionVocabError, AutoVLAProcessor, find_action_vocab
+from autovla_agent.policy.tiny_model import QWEN_SPECIAL_TOKENS, build_tiny_tokenizer
+from autovla_agent.policy.tiny_model import main as tiny_model_main
 
 
 def copy_model(src: Path, dst: Path) -> Path:
@@ -58,7 +58,7 @@ def test_load_vla_cached_per_process(tiny_model_dir):
 
 
 def test_load_vla_missing_folder_says_how_to_make_one(tmp_path):
-    with pytest.raises(ModelFolderError, match="does not exist.*tiny_model"):
+    with pytest.raises(ModelFolderError, match="does not exist.*autovla-make-tiny"):
         load_vla(ModelConfig(path=str(tmp_path / "nope"), device="cpu"))
     with pytest.raises(ModelFolderError, match="model.path is empty"):
         load_vla(ModelConfig(device="cpu"))
@@ -116,7 +116,7 @@ def test_vla_config_yaml_round_trip_and_strict_errors(tmp_path):
 
 
 def test_decoding_config_rejects_poses_beyond_token_horizon():
-    from autovla_agent.configuration_autovla import DecodingConfig
+    from autovla_agent.policy.configuration import DecodingConfig
 
     with pytest.raises(ValueError, match="cover only 4.0 s"):
         DecodingConfig(num_action_tokens=8, plan_num_poses=10)

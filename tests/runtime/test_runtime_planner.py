@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autovla_agent.completion_autovla import FAST_THINKING_SENTENCE, SLOW_THINKING_SENTENCE
-from autovla_agent.modeling_autovla import VLAPlanner
-from autovla_agent.types import PlanStatus, ThinkingMode
+from autovla_agent.contract import PlanStatus, ThinkingMode
+from autovla_agent.policy.completion import FAST_THINKING_SENTENCE, SLOW_THINKING_SENTENCE
+from autovla_agent.policy.modeling import VLAPlanner
 
 
 def assert_feasible(planner: VLAPlanner, plan, speed_mps: float, accel_mps2: float) -> None:

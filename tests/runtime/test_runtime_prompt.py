@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from autovla_agent.completion_autovla import format_completion, parse_completion
-from autovla_agent.configuration_autovla import PromptConfig
-from autovla_agent.processor_autovla import load_processor, pixel_budget, preprocess_clip, preprocess_image
-from autovla_agent.prompt import build_prompt, completion_token_ids, encode_prompt, render_prompt_text
-from autovla_agent.types import NavCommand, PlanStatus, ThinkingMode
+from autovla_agent.contract import NavCommand, PlanStatus, ThinkingMode
+from autovla_agent.policy.completion import format_completion, parse_completion
+from autovla_agent.policy.configuration import PromptConfig
+from autovla_agent.policy.processor import load_processor, pixel_budget, preprocess_clip, preprocess_image
+from autovla_agent.policy.prompt import build_prompt, completion_token_ids, encode_prompt, render_prompt_text
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_format_completion_parses_back(mode, reasoning_model):
 
 
 def test_completion_token_ids_equal_what_the_runtime_feeds(make_config, make_obs):
-    from autovla_agent.modeling_autovla import VLAPlanner
+    from autovla_agent.policy.modeling import VLAPlanner
 
     for policy in ("fast", "slow"):
         planner = VLAPlanner(make_config(thinking={"policy": policy}))

@@ -3,8 +3,8 @@ import logging
 import numpy as np
 import pytest
 
+from autovla_agent.contract import CameraFrame
 from autovla_agent.sensors.frame_buffer import FrameBuffer, FrameBufferConfig, preprocess_image
-from autovla_agent.types import CameraFrame
 
 DT_S = 0.05  # the leaderboard's 20 Hz tick
 

@@ -21,7 +21,7 @@ OFF_ROAD = (
 
 AGENT = """
 import carla
-from autovla_agent.agent_base import AgentBase
+from autovla_agent.adapters.carla.agent_base import AgentBase
 
 
 def get_entry_point():

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from autovla_agent.sim.lane_query import LaneGeometry, PolylineLanes, boxes_overlap, oriented_box_corners
-from autovla_agent.sim.scoring import EventType, RouteScorer, ScoringConfig, TrafficEvent, compute_scores
-from autovla_agent.sim.world import ActorArrays, WorldSnapshot
+from autovla_agent.sim.scoring.route_scorer import EventType, RouteScorer, ScoringConfig, TrafficEvent, compute_scores
+from autovla_agent.sim.world.lane_query import LaneGeometry, PolylineLanes, boxes_overlap, oriented_box_corners
+from autovla_agent.sim.world.simulation import ActorArrays, WorldSnapshot
 
 DT_S = 0.05
 
@@ -199,8 +199,8 @@ def test_compute_scores_leaderboard_multiplicative_penalties():
 
 
 def test_carla_map_lanes_town01_inside_lane_zero_beyond_kerb_positive():
-    from autovla_agent.sim.lane_query import CarlaMapLanes
-    from autovla_agent.sim.town import Town
+    from autovla_agent.sim.world.lane_query import CarlaMapLanes
+    from autovla_agent.sim.world.town import Town
 
     town = Town.load("Town01")
     lanes = CarlaMapLanes(town.map)

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from autovla_agent.sim.render import CameraRenderer, RenderConfig, bev_affine, world_to_bev_px
-from autovla_agent.sim.town import Town
-from autovla_agent.sim.world import ActorArrays, WorldSnapshot
+from autovla_agent.sim.world.render import CameraRenderer, RenderConfig, bev_affine, world_to_bev_px
+from autovla_agent.sim.world.simulation import ActorArrays, WorldSnapshot
+from autovla_agent.sim.world.town import Town
 
 W, H = 320, 180
 

@@ -6,10 +6,10 @@ import carla
 import imageio.v3 as iio
 import numpy as np
 
-from autovla_agent.sim.replay import ReplayConfig, RouteRecorder, main, render_video
-from autovla_agent.sim.routes import load_routes
-from autovla_agent.sim.scoring import EventType, TrafficEvent
-from autovla_agent.sim.world import World, WorldConfig
+from autovla_agent.sim.replay.log import ReplayConfig, RouteRecorder, main, render_video
+from autovla_agent.sim.scoring.route_scorer import EventType, TrafficEvent
+from autovla_agent.sim.world.routes import load_routes
+from autovla_agent.sim.world.simulation import World, WorldConfig
 
 CAMERA = {
     "type": "sensor.camera.rgb",

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from autovla_agent.sim.routes import (
+from autovla_agent.sim.world.routes import (
     RoadOption,
     RouteError,
     RouteSpec,
@@ -14,7 +14,7 @@ from autovla_agent.sim.routes import (
     parse_routes_file,
     parse_subset,
 )
-from autovla_agent.sim.town import Town, UnknownTownError, available_towns
+from autovla_agent.sim.world.town import Town, UnknownTownError, available_towns
 
 LB1_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <routes>

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from autovla_agent.sensors import frames
-from autovla_agent.sim.routes import (
+from autovla_agent.sim.world.routes import (
     RoadOption,
     densify_route,
     downsample_route,
@@ -11,7 +11,7 @@ from autovla_agent.sim.routes import (
     global_plan,
     load_routes,
 )
-from autovla_agent.sim.town import Town
+from autovla_agent.sim.world.town import Town
 
 
 def _straight(options):

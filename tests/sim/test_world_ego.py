@@ -4,9 +4,9 @@ import carla
 import numpy as np
 import pytest
 
-from autovla_agent.sim.ego import EgoConfig, EgoVehicle
-from autovla_agent.sim.routes import load_routes
-from autovla_agent.sim.world import World, WorldConfig
+from autovla_agent.sim.world.ego import EgoConfig, EgoVehicle
+from autovla_agent.sim.world.routes import load_routes
+from autovla_agent.sim.world.simulation import World, WorldConfig
 
 DT = 0.05
 

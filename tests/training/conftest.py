@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autovla_agent.contract import NavCommand
 from autovla_agent.training.schema import (
     DatasetManifest,
     EgoRecord,
@@ -19,7 +20,6 @@ from autovla_agent.training.schema import (
     SampleWriter,
     SceneState,
 )
-from autovla_agent.types import NavCommand
 
 ROAD = (((-30.0, -3.5), (200.0, -3.5), (200.0, 3.5), (-30.0, 3.5)),)
 CENTERLINE = ((-30.0, 0.0), (200.0, 0.0))
@@ -74,7 +74,7 @@ def dataset_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random action model folder (K = 64), built once per session."""
-    from autovla_agent.tiny_model import build_tiny_model
+    from autovla_agent.policy.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", num_action_tokens=64, codebook_trajectories=200)
 

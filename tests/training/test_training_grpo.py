@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from autovla_agent.configuration_autovla import PromptConfig
+from autovla_agent.policy.configuration import PromptConfig
 from autovla_agent.training.checkpoint import load_for_training
 from autovla_agent.training.config import GRPORunConfig, GRPOSettings, LoraSettings, TrainSettings
 from autovla_agent.training.grpo import action_regex, check_completion_budget, run_grpo

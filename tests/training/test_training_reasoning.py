@@ -1,8 +1,8 @@
 import numpy as np
 
+from autovla_agent.contract import NavCommand
 from autovla_agent.training.reasoning import SceneFacts, build_reasoning, meta_action
 from autovla_agent.training.schema import AgentBox
-from autovla_agent.types import NavCommand
 
 T = np.arange(1, 11) * 0.5
 

@@ -3,14 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from autovla_agent.completion_autovla import format_completion
 from autovla_agent.config_io import to_dict
+from autovla_agent.contract import ThinkingMode
 from autovla_agent.planners.decoder import BicycleDecoder
+from autovla_agent.policy.completion import format_completion
 from autovla_agent.training.checkpoint import load_for_training
 from autovla_agent.training.data import completion_tokens
 from autovla_agent.training.rewards import CompletionReader, LengthPenalty, PDMReward, RewardConfig, length_penalty
 from autovla_agent.training.schema import AgentBox, SceneState
-from autovla_agent.types import ThinkingMode
 
 ROAD = (((-30.0, -3.5), (200.0, -3.5), (200.0, 3.5), (-30.0, 3.5)),)
 CENTER = ((-30.0, 0.0), (200.0, 0.0))

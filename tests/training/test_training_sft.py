@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from autovla_agent.configuration_autovla import CODEBOOK_FILENAME, ModelConfig, PromptConfig, VLAConfig
-from autovla_agent.decoding_autovla import DecodeEngine
-from autovla_agent.modeling_autovla import VLAPlanner, load_vla
 from autovla_agent.planners.codebook import build_synthetic_codebook
-from autovla_agent.prompt import build_prompt, encode_prompt
+from autovla_agent.policy.configuration import CODEBOOK_FILENAME, ModelConfig, PromptConfig, VLAConfig
+from autovla_agent.policy.decoding import DecodeEngine
+from autovla_agent.policy.modeling import VLAPlanner, load_vla
+from autovla_agent.policy.prompt import build_prompt, encode_prompt
 from autovla_agent.training.checkpoint import CheckpointError, load_for_training
 from autovla_agent.training.common import load_checked_samples
 from autovla_agent.training.config import SFTRunConfig, TrainSettings

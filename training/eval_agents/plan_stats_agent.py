@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from autovla_agent.leaderboard_adapter import AutoVLAAgent
+from autovla_agent.adapters.carla.agent import AutoVLAAgent
 
 STATS_ENV = "AUTOVLA_PLAN_STATS"
 

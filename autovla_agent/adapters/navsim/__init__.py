@@ -1,0 +1,1 @@
+"""The NAVSIM adapter: ``run_pdm_score.py agent=autovla``."""

@@ -1,0 +1,1 @@
+"""The simulator-neutral closed loop: driving loop, agent config, GNSS/IMU/speed localisation, recording."""

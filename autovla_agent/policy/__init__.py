@@ -1,0 +1,1 @@
+"""The VLA policy: config, model, processor, prompt, decoding, completion parsing, tiny model, conversion."""

@@ -1,0 +1,1 @@
+"""Leaderboard-style route scoring: infraction criteria, driving score and the results JSON."""

@@ -1,0 +1,1 @@
+"""The embedded world: towns, routes, lanes, traffic, ego vehicle, sensors and rendering."""
