@@ -60,7 +60,7 @@ setup(
         "console_scripts": [
             "autovla-demo=autovla_agent.demo:main",
             "autovla-evaluate=autovla_agent.sim.runner:main",
-            "autovla-replay=autovla_agent.sim.replay.log:main",
+            "autovla-replay=autovla_agent.sim.replay.cli:main",
             "autovla-sim-bench=autovla_agent.sim.bench:main",
             "autovla-make-tiny=autovla_agent.policy.tiny_model:main",
             "autovla-convert-checkpoint=autovla_agent.policy.convert_checkpoint:main",

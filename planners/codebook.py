@@ -373,7 +373,7 @@ def build_synthetic_codebook(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: build a codebook from synthetic driving, log its held-out reconstruction ADE, optionally save it."""
-    parser = argparse.ArgumentParser(prog="python -m autovla_agent.planners.codebook", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="autovla-codebook", description=main.__doc__)
     parser.add_argument("--num-trajectories", type=int, default=4000, help="synthetic 10 s trajectories to cluster")
     parser.add_argument("--num-tokens", type=int, default=2048, help="codebook size K")
     parser.add_argument("--tolerance-m", type=float, default=0.05, help="K-disk mean-corner-distance tolerance")

@@ -170,7 +170,7 @@ def tokenize_dataset(root: str | Path, codebook: ActionCodebook) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m autovla_agent.training.codebook_cmd", description=__doc__)
+    parser = argparse.ArgumentParser(prog="autovla-build-codebook", description=__doc__)
     parser.add_argument("dataset", type=Path, help="dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="writes <out>.npz and <out>.json")
     parser.add_argument("--num-tokens", type=int, default=2048, help="codebook size K (fewer if data run out)")

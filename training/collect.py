@@ -423,7 +423,7 @@ class Collector:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="python -m autovla_agent.training.collect",
+        prog="autovla-collect",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

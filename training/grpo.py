@@ -361,7 +361,7 @@ def run_grpo(config: GRPORunConfig) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``--config YAML`` plus dotted overrides."""
     parser = argparse.ArgumentParser(
-        prog="python -m autovla_agent.training.grpo",
+        prog="autovla-train-grpo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -328,7 +328,7 @@ class Pipeline:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="python -m autovla_agent.training.pipeline",
+        prog="autovla-train-pipeline",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -215,7 +215,7 @@ def run_sft(config: SFTRunConfig) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``--config YAML`` plus dotted overrides."""
     parser = argparse.ArgumentParser(
-        prog="python -m autovla_agent.training.sft",
+        prog="autovla-train-sft",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -207,7 +207,7 @@ def validate_dataset(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: validate a dataset folder and log the report; exit status 1 on any bad row."""
-    parser = argparse.ArgumentParser(prog="python -m autovla_agent.training.validate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="autovla-validate-data", description=__doc__)
     parser.add_argument("dataset", type=Path, help="dataset folder (holds dataset.json and samples.jsonl)")
     parser.add_argument("--decode-images", action="store_true", help="open every image and check its size")
     parser.add_argument("--num-action-tokens", type=int, default=None, help="codebook size K to check indices")

@@ -114,7 +114,7 @@ def run_benchmark(config_arg: str, num_ticks: int, seed: int = 0) -> dict[str, f
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: run the per-tick benchmark and log its figure."""
-    parser = argparse.ArgumentParser(prog="python -m autovla_agent.benchmarks.agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="autovla-benchmark-agent", description=__doc__)
     parser.add_argument("--config", default="autovla_tiny.yaml", help="agent config (its rig is measured)")
     parser.add_argument("--ticks", type=int, default=2000, help="ticks to run (20 Hz: 2000 = 100 s)")
     parser.add_argument("--cruise-mps", type=float, default=8.0, help="speed the constant-velocity planner keeps")

@@ -465,7 +465,7 @@ def format_table(document: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: benchmark one planning step (stages, both paths, fast and slow, video and images layouts)."""
-    parser = argparse.ArgumentParser(prog="python -m autovla_agent.benchmarks.vla", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="autovla-benchmark-vla", description=main.__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="model folder (save_pretrained layout with the codebook)")
     source.add_argument("--arch", choices=("qwen2.5-vl-3b-random",), help="real architecture, random weights")

@@ -293,7 +293,7 @@ def convert(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: convert an AutoVLA Lightning checkpoint and codebook into a model folder."""
-    parser = argparse.ArgumentParser(prog="python -m autovla_agent.policy.convert_checkpoint", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="autovla-convert-checkpoint", description=main.__doc__)
     parser.add_argument("--ckpt", type=Path, required=True, help="Lightning .ckpt (or plain state dict)")
     parser.add_argument("--base-model", type=Path, required=True, help="local Qwen2.5-VL-3B-Instruct folder")
     parser.add_argument("--codebook", type=Path, required=True, help="agent_vocab.pkl or an action_codebook.npz")

@@ -266,7 +266,7 @@ def build_tiny_model(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: build a tiny random action model folder."""
-    parser = argparse.ArgumentParser(prog="python -m autovla_agent.policy.tiny_model", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="autovla-make-tiny", description=main.__doc__)
     parser.add_argument("--out", type=Path, required=True, help="folder to write")
     parser.add_argument("--num-action-tokens", type=int, default=2048, help="codebook size K")
     parser.add_argument("--seed", type=int, default=0)

@@ -97,7 +97,7 @@ def bench_camera(num_vehicles: int, frames: int, seed: int = 0) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     """Print world ticks/s with N vehicles and the median camera frame time."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="autovla-sim-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--vehicles", type=int, default=30)
     parser.add_argument("--ticks", type=int, default=3000)
     parser.add_argument("--frames", type=int, default=100)
