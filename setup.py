@@ -23,37 +23,49 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=packages,
     package_data={"": DATA_FILES},
+    # Ranges, not pins: the package installs beside navsim (numpy 1.26, opencv-python 4.9, hydra-core) and
+    # Bench2Drive (Python 3.10, carla 0.9.15) without changing what they pinned. constraints/ holds those
+    # environments' pins; tests/install/ resolves against them on every `make test`.
     install_requires=[
-        # torch is pinned so that pip never swaps the CPU build for a newer CUDA one.
-        "torch==2.13.0",
-        "transformers>=5.10.4,<5.18",
+        # Supported range: 2.5 (what transformers 5.x needs) up to the tested 2.13. A torch already installed in
+        # that range is kept; install torch first (the build you want) and pip never swaps it.
+        "torch>=2.5,<3",
+        "transformers>=5.10.4,<6",
         "safetensors>=0.4",
-        "accelerate>=1.5",
-        "numpy>=1.26",
+        "numpy>=1.24",  # numpy 1.x (navsim, Bench2Drive) and 2.x; nothing here requires numpy>=2
         "pyyaml>=6",
         "pillow>=10",
         "shapely>=2",
-        "opencv-python-headless>=4.9",
+        # No opencv here: any cv2 the environment has (navsim's opencv-python, the leaderboard's) is used, and
+        # a second opencv wheel writing the same cv2 is never added. Fresh environments: the [opencv] extra.
         "imageio>=2.30",
         "imageio-ffmpeg>=0.5",
         "tqdm>=4.60",
         "tabulate>=0.9",
     ],
     extras_require={
-        # The CARLA client is optional: Bench2Drive users on Python 3.10 bring carla==0.9.15 themselves.
-        "carla": ["carla==0.9.16"],
-        "sim": ["carla==0.9.16"],
-        "train": ["trl==1.16.0", "peft>=0.13", "datasets>=3"],
+        # opencv 4.9-4.11 wheels run on numpy 1.x and 2.x (4.12 and later require numpy>=2).
+        "opencv": ["opencv-python-headless>=4.9,<4.12"],
+        # The CARLA client: 0.9.16 on Python 3.10-3.12; Bench2Drive users on 3.10 keep their carla==0.9.15.
+        "carla": ["carla>=0.9.15,<0.10"],
+        # The embedded runner (CARLA's map engine from the client wheel, camera rendering, replays).
+        "sim": ["carla>=0.9.15,<0.10", "opencv-python-headless>=4.9,<4.12"],
+        # 4/8-bit loading (model.quantization): transformers needs accelerate for bitsandbytes' device map.
+        "quant": ["bitsandbytes>=0.45", "accelerate>=1.5"],
+        "train": ["trl==1.16.0", "peft>=0.13", "datasets>=3", "accelerate>=1.5"],
         "navsim": ["hydra-core>=1.2"],
+        # Our own .venv (scripts/setup_env.sh dev): torch 2.13.0 is installed before these.
         "dev": [
             "pytest>=8",
             "hypothesis>=6",
             "ruff>=0.6",
             "carla==0.9.16",
+            "opencv-python-headless>=4.9",
             "hydra-core>=1.2",
             "trl==1.16.0",
             "peft>=0.13",
             "datasets>=3",
+            "accelerate>=1.5",
         ],
     },
     entry_points={

@@ -1,14 +1,10 @@
-"""The agent file for ``leaderboard_evaluator.py --agent <path of this file>`` (CARLA Leaderboard 2.0, Bench2Drive).
+"""The entry file for ``leaderboard_evaluator.py --agent <this file>``; the class is ``adapters.carla.agent``'s.
 
-The evaluator imports this file as a top-level module (``sys.path.insert(0, dirname)`` then
-``importlib.import_module(basename)``), so it holds only absolute imports from the installed package and the
-module-level ``get_entry_point()`` that names the agent class. All logic lives in
-``autovla_agent.adapters.carla.agent``.
+The evaluator imports this file by path as a top-level module and takes the class named by ``get_entry_point``
+from it, so this file holds that import (absolute, from the installed package) and nothing else.
 """
 
-from autovla_agent.adapters.carla.agent import AutoVLAAgent
-
-__all__ = ["AutoVLAAgent", "get_entry_point"]
+from autovla_agent.adapters.carla.agent import AutoVLAAgent  # noqa: F401 -- the evaluator reads it from here
 
 
 def get_entry_point() -> str:

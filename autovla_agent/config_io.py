@@ -49,7 +49,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not one of {list(args)}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
         return from_dict(tp, value, path)
@@ -96,7 +96,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
 def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     """Build the frozen dataclass ``cls`` from a mapping, rejecting unknown and missing keys."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls)) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{path}." if path else ""

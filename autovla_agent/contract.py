@@ -1,4 +1,4 @@
-"""Simulator-neutral data types shared by the core planner and the CARLA and NAVSIM adapters.
+"""The agent contract: the simulator-neutral types and the ``Planner`` protocol shared by the core and the adapters.
 
 Every pose, speed and acceleration here is in the internal ego frame defined in
 ``autovla_agent.sensors.frames`` (right-handed, x forward, y left, yaw counter-clockwise in radians,
@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -128,3 +129,11 @@ class Plan:
             [np.interp(times_s, t, poses[:, 0]), np.interp(times_s, t, poses[:, 1]), np.interp(times_s, t, yaw)],
             axis=-1,
         )
+
+
+class Planner(Protocol):
+    """Anything that plans from an Observation (``VLAPlanner``, ``ConstantVelocityPlanner``)."""
+
+    def plan(self, obs: Observation) -> Plan:
+        """A plan in the ego frame of ``obs``."""
+        ...

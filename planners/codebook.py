@@ -1,4 +1,4 @@
-"""Action codebook of 0.5 s motion primitives: K-disk build, greedy tokenization, rigid detokenization, npz I/O.
+"""Action codebook of 0.5 s motion primitives: greedy tokenization, rigid detokenization, npz I/O, K-disk build.
 
 A primitive (token) is the motion of the rear axle over ``num_substeps`` sub-steps of ``substep_s`` seconds
 (default 5 x 0.1 s), stored as the end pose of each sub-step, (x_m, y_m, yaw_rad), in the frame of the
@@ -6,11 +6,7 @@ primitive's start pose (x forward, y left). Segments are compared through the co
 4.8 m x 2.0 m box placed on their final pose: the distance of two segments is the mean distance of
 corresponding corners (AutoVLA, App. A.1).
 
-Build (K-disk): token 0 is standing still and absorbs every segment within the tolerance of it; then
-repeatedly pick a random remaining segment, gather every remaining segment within ``tolerance_m`` of it,
-store the group's mean as a token and remove the group. A uniform grid over box centres (the centre
-distance never exceeds the mean corner distance) keeps each query local, so a few hundred thousand
-segments cluster in about a second.
+Build: K-disk clustering of driving segments (``planners.kdisk``), wrapped by ``build_codebook``.
 
 Tokenize: greedy and anchored on the reconstructed pose, never on the ground truth, so quantisation
 errors do not accumulate into drift. Run ``python -m autovla_agent.planners.codebook --help`` to build a
@@ -20,7 +16,6 @@ codebook from synthetic driving and log its reconstruction ADE on held-out traje
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import logging
@@ -31,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from autovla_agent.planners.kdisk import kdisk_cluster
 from autovla_agent.planners.se2 import box_corners, compose_poses, relative_poses, wrap_angle_rad
 
 logger = logging.getLogger(__name__)
@@ -212,17 +208,6 @@ def detokenize(codebook: ActionCodebook, tokens: Sequence[int] | np.ndarray) -> 
     return codebook.detokenize(tokens)
 
 
-def load_autovla_pickle(path: str | Path, *, agent: str = "veh", rear_axle_offset_m: float = 0.0) -> ActionCodebook:
-    """Import a file in the layout of AutoVLA's ``agent_vocab.pkl`` through a numpy-only unpickler.
-
-    See ``autovla_vocab.load_autovla_pickle``: any pickled object other than numpy arrays, dtypes and scalars
-    raises ``UnsafePickleError`` naming it; ``rear_axle_offset_m`` > 0 converts box-centre to rear-axle motion.
-    """
-    from autovla_agent.planners.autovla_vocab import load_autovla_pickle as _load
-
-    return _load(path, agent=agent, rear_axle_offset_m=rear_axle_offset_m)
-
-
 def segments_from_states(states: np.ndarray, num_substeps: int = DEFAULT_NUM_SUBSTEPS, stride: int = 1) -> np.ndarray:
     """Segments (M, S, 3): every window of S + 1 consecutive poses of states (N, T+1, >=3), in its start frame.
 
@@ -237,10 +222,6 @@ def segments_from_states(states: np.ndarray, num_substeps: int = DEFAULT_NUM_SUB
     return relative_poses(windows[:, :, :1], windows[:, :, 1:]).reshape(-1, num_substeps, 3)
 
 
-def _cell_keys(cells: np.ndarray) -> np.ndarray:
-    return cells[..., 0].astype(np.int64) * 1_000_003 + cells[..., 1].astype(np.int64)
-
-
 def build_codebook(
     segments: np.ndarray,
     num_tokens: int = 2048,
@@ -250,72 +231,15 @@ def build_codebook(
     substep_s: float = DEFAULT_SUBSTEP_S,
     metadata: dict[str, Any] | None = None,
 ) -> ActionCodebook:
-    """K-disk clustering of segments (N, S, 3) (sub-step poses in each segment's start frame) into a codebook.
+    """K-disk clustering (``planners.kdisk``) of segments (N, S, 3) (sub-step poses in each segment's start frame).
 
     Token 0 is standing still. Stops early (with a warning) when every segment is covered before
     ``num_tokens``. The metadata records the build parameters and the share of segments covered.
     """
-    segments = np.asarray(segments, dtype=np.float64)
-    if segments.ndim != 3 or segments.shape[2] != 3 or segments.shape[0] < 1:
-        raise ValueError(f"segments must have shape (N, S, 3), got {segments.shape}")
-    if num_tokens < 1 or not tolerance_m > 0.0:
-        raise ValueError(f"need num_tokens >= 1 and tolerance_m > 0, got {num_tokens}, {tolerance_m}")
-    start = time.perf_counter()
-    n = segments.shape[0]
-    corners = box_corners(segments[:, -1], BOX_LENGTH_M, BOX_WIDTH_M)  # (N, 4, 2)
-    cells = np.floor(corners.mean(axis=1) / tolerance_m).astype(np.int64)
-    keys = _cell_keys(cells)
-    order = np.argsort(keys, kind="stable")
-    unique_keys, first = np.unique(keys[order], return_index=True)
-    bounds = dict(
-        zip(unique_keys.tolist(), zip(first.tolist(), np.append(first[1:], n).tolist(), strict=True), strict=True)
+    poses, info = kdisk_cluster(
+        segments, num_tokens, tolerance_m, seed, box_length_m=BOX_LENGTH_M, box_width_m=BOX_WIDTH_M
     )
-    offsets = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
-    remaining = np.ones(n, dtype=bool)
-
-    def members_near(ref_corners: np.ndarray, cell: np.ndarray) -> np.ndarray:
-        parts = [order[slice(*bounds[k])] for dx, dy in offsets if (k := _cell_keys(cell + (dx, dy)).item()) in bounds]
-        cand = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        cand = cand[remaining[cand]]
-        dist = np.linalg.norm(corners[cand] - ref_corners, axis=-1).mean(axis=-1)
-        return cand[dist <= tolerance_m]
-
-    stand = members_near(box_corners(np.zeros(3), BOX_LENGTH_M, BOX_WIDTH_M), np.zeros(2, dtype=np.int64))
-    remaining[stand] = False
-    tokens, counts = [np.zeros(segments.shape[1:])], [stand.size]
-    for i in np.random.default_rng(seed).permutation(n):
-        if len(tokens) >= num_tokens:
-            break
-        if not remaining[i]:
-            continue
-        group = members_near(corners[i], cells[i])
-        remaining[group] = False
-        mean = segments[group].mean(axis=0)
-        # Average headings relative to the picked segment so a group straddling +-pi averages correctly.
-        yaw_offsets = wrap_angle_rad(segments[group, :, 2] - segments[i, :, 2])
-        mean[:, 2] = wrap_angle_rad(segments[i, :, 2] + yaw_offsets.mean(axis=0))
-        tokens.append(mean)
-        counts.append(group.size)
-    if len(tokens) < num_tokens:
-        logger.warning("all %d segments covered by %d tokens (< %d requested)", n, len(tokens), num_tokens)
-    coverage = 1.0 - remaining.sum() / n
-    info = {
-        "source": "k-disk",
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "num_segments": int(n),
-        "tolerance_m": float(tolerance_m),
-        "seed": int(seed),
-        "box_length_m": BOX_LENGTH_M,
-        "box_width_m": BOX_WIDTH_M,
-        "reference_point": "rear_axle",
-        "coverage": float(coverage),
-        "min_group_size": int(min(counts)),
-        "build_time_s": round(time.perf_counter() - start, 3),
-    }
-    logger.info(
-        "k-disk: %d tokens from %d segments, coverage %.4f, %.2f s", len(tokens), n, coverage, info["build_time_s"]
-    )
-    return ActionCodebook(np.stack(tokens), substep_s=substep_s, metadata={**info, **(metadata or {})})
+    return ActionCodebook(poses, substep_s=substep_s, metadata={**info, **(metadata or {})})
 
 
 def reconstruction_errors(codebook: ActionCodebook, trajectories_ego: np.ndarray) -> dict[str, float]:

@@ -169,68 +169,28 @@ class BicycleDecoder:
         accel0 = np.zeros(batch) if accel_mps2 is None else np.broadcast_to(np.asarray(accel_mps2, float), (batch,))
         if not (np.all(np.isfinite(speed0)) and np.all(np.isfinite(accel0))):
             raise ValueError("speed_mps and accel_mps2 must be finite")
-        v_min, v_max = speed_bounds_mps(veh, cfg.allow_reverse)
-        jerk_step = veh.max_jerk_mps3 * dt
-        stop_jerk = cfg.stop_jerk_fraction * veh.max_jerk_mps3
-
-        # Reference: rigid composition at every sub-step, with its arc lengths, curvatures and speeds.
-        starts = np.concatenate([np.zeros((batch, 1, 3)), self.codebook.detokenize_batch(tokens)[:, :-1]], axis=1)
-        reference = compose_poses(starts[:, :, None, :], self.codebook.poses[tokens]).reshape(batch, -1, 3)
-        reference = np.concatenate([np.zeros((batch, 1, 3)), reference], axis=1)  # index i = time i * dt
-        curvature_ff = self._increment_curvature_1pm[tokens].reshape(batch, -1)
-        preview_steps = max(1, int(round(cfg.longitudinal_preview_s / dt)))
-
-        def stop_bound(headroom_mps: np.ndarray) -> np.ndarray:
-            # Largest acceleration magnitude from which easing off at stop_jerk still ends at zero before the
-            # speed bound: a^2 / (2 J) + |a| dt <= headroom.
-            headroom = np.maximum(headroom_mps, 0.0)
-            return np.sqrt((stop_jerk * dt) ** 2 + 2.0 * stop_jerk * headroom) - stop_jerk * dt
-
-        state = np.zeros((batch, 4))
-        state[:, SPEED] = np.clip(speed0, v_min, v_max)
-        accel = np.clip(accel0, -veh.max_decel_mps2, veh.max_accel_mps2)
-        accel = np.clip(accel, -stop_bound(state[:, SPEED] - v_min), stop_bound(v_max - state[:, SPEED]))
+        reference, curvature_ff = self._reference(tokens)
+        state, accel, steer = self._initial_controls(speed0, accel0, steer_rad)
         initial_accel = accel.copy()
-        steer = None
-        if steer_rad is not None:
-            steer = np.broadcast_to(np.asarray(steer_rad, dtype=np.float64), (batch,))
-            initial_cap = cfg.max_lateral_accel_mps2 / np.maximum(state[:, SPEED] ** 2, 1e-6)
-            steer_cap = np.minimum(steer_from_curvature(initial_cap, veh.wheelbase_m), veh.max_steer_rad)
-            steer = np.clip(steer, -steer_cap, steer_cap)
+        initial_steer = None if steer is None else steer.copy()
         states = np.empty((batch, num_substeps, 4))
         accels = np.empty((batch, num_substeps))
         steers = np.empty((batch, num_substeps))
-        initial_steer = None if steer is None else steer.copy()
         steer_step = veh.max_steer_rate_radps * dt
         for i in range(num_substeps):
             speed = state[:, SPEED]
-            err = relative_poses(state[:, :3], reference[:, i])  # reference pose now, in the vehicle frame
-            # Constant acceleration that reaches the reference's along-track position one preview ahead.
-            ahead = min(i + preview_steps, num_substeps)
-            horizon_s = (ahead - i) * dt
-            target = relative_poses(state[:, :3], reference[:, ahead])
-            accel_cmd = 2.0 * (target[:, 0] - speed * horizon_s) / horizon_s**2
-            accel_cmd = np.clip(accel_cmd, -veh.max_decel_mps2, veh.max_accel_mps2)
-            accel_cmd = np.clip(accel_cmd, -stop_bound(speed - v_min), stop_bound(v_max - speed))
-            accel = np.clip(accel_cmd, accel - jerk_step, accel + jerk_step)
-
-            next_speed = np.clip(speed + accel * dt, v_min, v_max)
-            preview = np.maximum(np.abs(next_speed) * cfg.lateral_time_constant_s, cfg.min_preview_m)
-            direction = np.where(next_speed < 0.0, -1.0, 1.0)
-            curvature = curvature_ff[:, i] + err[:, 1] / preview**2 + direction * 2.0 * err[:, 2] / preview
-            # The lateral acceleration peaks at the faster end of the step.
-            kappa_cap = cfg.max_lateral_accel_mps2 / np.maximum(np.maximum(speed**2, next_speed**2), 1e-6)
-            steer_cmd = steer_from_curvature(np.clip(curvature, -kappa_cap, kappa_cap), veh.wheelbase_m)
-            steer_cmd = np.clip(steer_cmd, -veh.max_steer_rad, veh.max_steer_rad)
+            accel, steer_cmd = self._commands(state, accel, reference, curvature_ff, i)
             if steer is None:  # unknown wheel angle: the first step may start from any angle
-                steer, initial_steer = steer_cmd, steer_cmd.copy()
+                steer = steer_cmd
             steer = np.clip(steer_cmd, steer - steer_step, steer + steer_step)
-
             new_state = step(state, accel, steer, dt, veh, allow_reverse=cfg.allow_reverse)
             accel = (new_state[:, SPEED] - speed) / dt  # what the vehicle really did at a speed bound
             states[:, i], accels[:, i], steers[:, i] = new_state, accel, steer
             state = new_state
 
+        if initial_steer is None:  # the wheel angle was unknown: the first step's angle is where it started
+            initial_steer = steers[:, 0].copy()
+        v_min, v_max = speed_bounds_mps(veh, cfg.allow_reverse)
         times = np.arange(1, num_substeps + 1) * dt
         return [
             DecodedTrajectory(
@@ -245,3 +205,68 @@ class BicycleDecoder:
             )
             for b in range(batch)
         ]
+
+    def _reference(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rigid composition of the tokens at every sub-step and its feed-forward curvature.
+
+        Returns poses (B, T * S + 1, 3) from the origin (index i = time i * dt) and the curvature (B, T * S) of
+        each sub-step's arc.
+        """
+        batch = tokens.shape[0]
+        starts = np.concatenate([np.zeros((batch, 1, 3)), self.codebook.detokenize_batch(tokens)[:, :-1]], axis=1)
+        reference = compose_poses(starts[:, :, None, :], self.codebook.poses[tokens]).reshape(batch, -1, 3)
+        reference = np.concatenate([np.zeros((batch, 1, 3)), reference], axis=1)
+        return reference, self._increment_curvature_1pm[tokens].reshape(batch, -1)
+
+    def _stop_bound(self, headroom_mps: np.ndarray) -> np.ndarray:
+        """Largest acceleration magnitude from which easing off at the stop jerk still stops within the headroom.
+
+        The bound on a speed headroom h (m/s to the speed bound) is a^2 / (2 J) + |a| dt <= h.
+        """
+        stop_jerk, dt = self.config.stop_jerk_fraction * self.vehicle.max_jerk_mps3, self.dt_s
+        headroom = np.maximum(headroom_mps, 0.0)
+        return np.sqrt((stop_jerk * dt) ** 2 + 2.0 * stop_jerk * headroom) - stop_jerk * dt
+
+    def _initial_controls(
+        self, speed0: np.ndarray, accel0: np.ndarray, steer_rad: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Initial state (B, 4) at the origin, acceleration and steering angle (None: unknown) within the limits."""
+        veh, cfg = self.vehicle, self.config
+        v_min, v_max = speed_bounds_mps(veh, cfg.allow_reverse)
+        state = np.zeros((speed0.shape[0], 4))
+        state[:, SPEED] = np.clip(speed0, v_min, v_max)
+        accel = np.clip(accel0, -veh.max_decel_mps2, veh.max_accel_mps2)
+        accel = np.clip(accel, -self._stop_bound(state[:, SPEED] - v_min), self._stop_bound(v_max - state[:, SPEED]))
+        if steer_rad is None:
+            return state, accel, None
+        steer = np.broadcast_to(np.asarray(steer_rad, dtype=np.float64), (speed0.shape[0],))
+        initial_cap = cfg.max_lateral_accel_mps2 / np.maximum(state[:, SPEED] ** 2, 1e-6)
+        steer_cap = np.minimum(steer_from_curvature(initial_cap, veh.wheelbase_m), veh.max_steer_rad)
+        return state, accel, np.clip(steer, -steer_cap, steer_cap)
+
+    def _commands(
+        self, state: np.ndarray, accel: np.ndarray, reference: np.ndarray, curvature_ff: np.ndarray, i: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sub-step i's acceleration (jerk-limited from ``accel``) and steering command (before its rate limit)."""
+        veh, cfg, dt = self.vehicle, self.config, self.dt_s
+        v_min, v_max = speed_bounds_mps(veh, cfg.allow_reverse)
+        speed = state[:, SPEED]
+        err = relative_poses(state[:, :3], reference[:, i])  # reference pose now, in the vehicle frame
+        # Constant acceleration that reaches the reference's along-track position one preview ahead.
+        ahead = min(i + max(1, int(round(cfg.longitudinal_preview_s / dt))), curvature_ff.shape[1])
+        horizon_s = (ahead - i) * dt
+        target = relative_poses(state[:, :3], reference[:, ahead])
+        accel_cmd = 2.0 * (target[:, 0] - speed * horizon_s) / horizon_s**2
+        accel_cmd = np.clip(accel_cmd, -veh.max_decel_mps2, veh.max_accel_mps2)
+        accel_cmd = np.clip(accel_cmd, -self._stop_bound(speed - v_min), self._stop_bound(v_max - speed))
+        jerk_step = veh.max_jerk_mps3 * dt
+        accel = np.clip(accel_cmd, accel - jerk_step, accel + jerk_step)
+
+        next_speed = np.clip(speed + accel * dt, v_min, v_max)
+        preview = np.maximum(np.abs(next_speed) * cfg.lateral_time_constant_s, cfg.min_preview_m)
+        direction = np.where(next_speed < 0.0, -1.0, 1.0)
+        curvature = curvature_ff[:, i] + err[:, 1] / preview**2 + direction * 2.0 * err[:, 2] / preview
+        # The lateral acceleration peaks at the faster end of the step.
+        kappa_cap = cfg.max_lateral_accel_mps2 / np.maximum(np.maximum(speed**2, next_speed**2), 1e-6)
+        steer_cmd = steer_from_curvature(np.clip(curvature, -kappa_cap, kappa_cap), veh.wheelbase_m)
+        return accel, np.clip(steer_cmd, -veh.max_steer_rad, veh.max_steer_rad)

@@ -111,7 +111,7 @@ def validate_sensors(sensor_dicts: Iterable[Mapping[str, Any]], track: str = "SE
     for index, sensor in enumerate(sensor_dicts):
         sid = str(sensor.get("id", f"<sensor #{index} without id>"))
         kind = sensor.get("type")
-        if kind not in SENSOR_LIMITS:
+        if not isinstance(kind, str) or kind not in SENSOR_LIMITS:
             problems.append((sid, RULE_TYPE, f"type {kind!r} is not one of {sorted(SENSOR_LIMITS)}"))
             continue
         missing = [key for key in REQUIRED_KEYS[kind] if key not in sensor]
@@ -292,7 +292,7 @@ class OpenDriveMapSpec:
         return {"type": OPENDRIVE_MAP, "id": self.id, "reading_frequency": float(self.reading_frequency_hz)}
 
 
-def _pose(spec: GnssSpec | ImuSpec) -> dict[str, float]:
+def _pose(spec: _PosedSensorSpec) -> dict[str, float]:
     return {
         "x": float(spec.x_m),
         "y": float(spec.y_m),

@@ -23,19 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from autovla_agent.config_io import to_dict
-from autovla_agent.planners.codebook import (
-    ActionCodebook,
-    build_codebook,
-    reconstruction_errors,
-    segments_from_states,
-)
-from autovla_agent.training.schema import (
-    SAMPLES_NAME,
-    Sample,
-    load_samples,
-    read_manifest,
-    write_manifest,
-)
+from autovla_agent.planners.codebook import ActionCodebook, build_codebook, reconstruction_errors, segments_from_states
+from autovla_agent.training.dataset_io import load_samples, read_manifest, write_manifest
+from autovla_agent.training.schema import SAMPLES_NAME, Sample
 from autovla_agent.training.validate import validate_dataset
 
 logger = logging.getLogger(__name__)

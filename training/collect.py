@@ -7,11 +7,13 @@ The expert (``autovla_agent.sim.expert``) drives; the observations are built the
 builds them at evaluation time, from the agent config given: its camera rig rendered by the world, the same
 ``FrameBuffer`` (model-rate grid, crop, resize), the leaderboard-downsampled global plan through the same
 ``RouteFollower`` and RoadOption -> command mapping, and the ego state (ground truth; the agent uses its GNSS
-filter). One sample per model-rate tick after warm-up: 4 frames per view, ego speed/acceleration with their
-history, command, target point, the driven future (0.5 s x 10 and 0.1 s dense, rear axle, ego frame), the
-scene state for the driving-score reward (nearby lanes, route centreline, vehicles with their logged
-futures), and for ``reasoning_share`` of the samples a chain of thought built from the privileged state with
-AutoVLA's meta-action rules. A run that collides or stalls keeps only samples whose future ended before.
+filter) with its history from the same ``loop.ego_history.EgoHistory`` as the driving loop's. One sample per
+model-rate tick after warm-up: 4 frames per view, ego speed/acceleration with their history, command, target
+point, the driven future (0.5 s x 10 and 0.1 s dense, rear axle, ego frame), the scene state for the
+driving-score reward (nearby lanes, route centreline, vehicles with their logged futures), and for
+``reasoning_share`` of the samples a chain of thought built from the privileged state with AutoVLA's
+meta-action rules (``training.collect_samples``). A run that collides or stalls keeps only samples whose
+future ended before.
 """
 
 from __future__ import annotations
@@ -30,38 +32,21 @@ from typing import Any, Literal
 import numpy as np
 import shapely
 
-from autovla_agent.adapters.carla.agent import ROAD_OPTION_TO_COMMAND
 from autovla_agent.adapters.carla.agent_base import AgentBase, road_option_name
-from autovla_agent.contract import EgoState, NavCommand, Observation
+from autovla_agent.adapters.carla.global_plan import ROAD_OPTION_TO_COMMAND
+from autovla_agent.contract import NavCommand, Observation
 from autovla_agent.loop.agent_config import AgentConfig, load_agent_config
+from autovla_agent.loop.ego_history import EgoHistory, EgoSample
 from autovla_agent.planners.route import RouteFollower
 from autovla_agent.sensors import frames
 from autovla_agent.sensors.frame_buffer import FrameBuffer
+from autovla_agent.training.collect_samples import FUTURE_DT_S, FUTURE_STEPS, PendingSample, finish_sample
+from autovla_agent.training.dataset_io import SampleWriter
 from autovla_agent.training.frames_io import FrameStore
-from autovla_agent.training.reasoning import build_reasoning, meta_action
-from autovla_agent.training.scene_extract import (
-    TownGeometry,
-    agent_futures,
-    agents_near,
-    route_index_near,
-    scene_facts,
-    scene_state,
-)
-from autovla_agent.training.schema import (
-    DatasetManifest,
-    EgoRecord,
-    FutureTrajectory,
-    MetaAction,
-    Sample,
-    SampleSource,
-    SampleWriter,
-)
+from autovla_agent.training.scene_extract import TownGeometry, agents_near, route_index_near
+from autovla_agent.training.schema import DatasetManifest
 
 logger = logging.getLogger(__name__)
-
-FUTURE_STEPS = 10
-FUTURE_DT_S = 0.5
-DENSE_DT_S = 0.1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -106,22 +91,6 @@ def episode_name(spec: Any, seed: int) -> str:
 
 
 @dataclass
-class _Pending:
-    """A sample waiting for its future."""
-
-    tick: int
-    t_s: float
-    pose_world: np.ndarray  # rear axle
-    obs: Observation
-    camera_paths: dict[str, tuple[str, ...]]
-    agents: list
-    agent_ids: np.ndarray
-    route_index: int
-    expert_reason: str
-    slow: bool
-
-
-@dataclass
 class RunStats:
     """Outcome of one (route, seed) run."""
 
@@ -132,6 +101,32 @@ class RunStats:
     outcome: str = "completed"
     wall_s: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _RouteRun:
+    """What one (route, seed) run holds while it drives."""
+
+    spec: Any
+    seed: int
+    episode: str
+    world: Any
+    geometry: TownGeometry
+    expert: Any
+    follower: RouteFollower
+    buffer: FrameBuffer
+    history: EgoHistory
+    log: collections.deque  # (tick, ego rear-axle pose, vehicle ids, vehicle poses), the last horizon of ticks
+    horizon_ticks: int
+    stats: RunStats
+    pending: list[PendingSample] = field(default_factory=list)
+    route_index: int = 0
+
+
+def ego_sample(snap: Any, t_s: float) -> EgoSample:
+    """The ego sample of a world snapshot: ground-truth rear-axle pose, speed and acceleration."""
+    rear = np.array([*snap.ego_rear_axle_xy_m, float(snap.ego.yaw_rad[0])])
+    return EgoSample(t_s, rear, float(snap.ego.speed_mps[0]), float(snap.ego_accel_mps2))
 
 
 class Collector:
@@ -163,11 +158,6 @@ class Collector:
         digest = hashlib.sha256(f"cot:{sample_id}".encode()).hexdigest()
         return int(digest[:8], 16) / 0xFFFFFFFF < self.config.reasoning_share
 
-    @staticmethod
-    def is_complex(meta: MetaAction) -> bool:
-        """A scene worth slow thinking: the expert turns or changes lane, brakes hard or stops."""
-        return meta.lateral != "move forward" or meta.longitudinal in ("stop", "quickly decelerate")
-
     def _route_follower(self, gps_plan: list, world_plan: list) -> RouteFollower:
         """The agent's route input: the leaderboard-downsampled plan, world frame, commands."""
         holder = AgentBase()
@@ -179,7 +169,7 @@ class Collector:
 
     def run(self) -> list[RunStats]:
         """Drive every (route, seed) and write the dataset; return per-run statistics."""
-        from autovla_agent.sim.world.routes import load_routes
+        from autovla_agent.sim.world.route_files import load_routes
 
         specs = [s for r in self.config.routes for s in load_routes(r, self.config.routes_subset)]
         out = Path(self.config.out)
@@ -203,12 +193,15 @@ class Collector:
         logger.info("dataset %s: %d samples, %d frames", out, total, store.num_written)
         return stats
 
-    def run_route(self, spec: Any, seed: int, writer: SampleWriter, store: FrameStore) -> RunStats:
-        """Drive one route with one seed; write its finished samples."""
+    def ego_history(self, sim_dt_s: float) -> EgoHistory:
+        """The ego-history builder of the agent being imitated, at the world's tick."""
+        return EgoHistory.for_agent(self.agent_config, sim_dt_s)
+
+    def _start_route(self, spec: Any, seed: int) -> _RouteRun:
+        """Build the world and the expert of one (route, seed) run, and the agent's inputs on it."""
         from autovla_agent.sim.expert import ExpertAgent
         from autovla_agent.sim.world.simulation import World, WorldConfig
 
-        start = time.perf_counter()
         cfg = self.config
         world_config = WorldConfig()
         if cfg.num_traffic is not None:
@@ -221,17 +214,28 @@ class Collector:
         expert.set_privileged_world(world)
         expert.setup("")
         world.validate_sensors(self.camera_specs)
-        follower = self._route_follower(gps_plan, world_plan)
-        buffer = FrameBuffer(self.agent_config.frame_buffer, self.agent_config.rig.camera_ids)
-        views = self.agent_config.rig.views
-        episode = episode_name(spec, seed)
-        stats = RunStats(route=f"{spec.town}/{spec.route_id}", seed=seed)
         dt = world.config.dt_s
         horizon_ticks = round(FUTURE_STEPS * FUTURE_DT_S / dt)
-        history: collections.deque = collections.deque(maxlen=round(2.0 / dt) + 2)  # (t, pose, speed, accel)
-        log: collections.deque = collections.deque(maxlen=horizon_ticks + 2)  # (tick, ego pose, ids, poses)
-        pending: list[_Pending] = []
-        route_index = 0
+        return _RouteRun(
+            spec=spec,
+            seed=seed,
+            episode=episode_name(spec, seed),
+            world=world,
+            geometry=geometry,
+            expert=expert,
+            follower=self._route_follower(gps_plan, world_plan),
+            buffer=FrameBuffer(self.agent_config.frame_buffer, self.agent_config.rig.camera_ids),
+            history=self.ego_history(dt),
+            log=collections.deque(maxlen=horizon_ticks + 2),
+            horizon_ticks=horizon_ticks,
+            stats=RunStats(route=f"{spec.town}/{spec.route_id}", seed=seed),
+        )
+
+    def run_route(self, spec: Any, seed: int, writer: SampleWriter, store: FrameStore) -> RunStats:
+        """Drive one route with one seed; write its finished samples."""
+        start = time.perf_counter()
+        run = self._start_route(spec, seed)
+        world, buffer, stats = run.world, run.buffer, run.stats
         last_move_t, last_move_xy = 0.0, None
         warmup_s = self.agent_config.warmup_s
         num_model_ticks = 0
@@ -244,51 +248,49 @@ class Collector:
                 images = {cid: value[1] for cid, value in data.items()}
             buffer.push(t, images)
             snap = world.snapshot()
-            rear = np.array([*snap.ego_rear_axle_xy_m, float(snap.ego.yaw_rad[0])])
-            origin = np.array([float(snap.ego.x_m[0]), float(snap.ego.y_m[0])])
-            speed, accel = float(snap.ego.speed_mps[0]), float(snap.ego_accel_mps2)
-            history.append((t, rear, speed, accel))
+            ego = ego_sample(snap, t)
+            rear = ego.rear_axle_pose_world
+            run.history.push(ego)
             veh = snap.vehicles
-            log.append((world.frame, rear, veh.ids.copy(), np.stack([veh.x_m, veh.y_m, veh.yaw_rad], -1)))
-            target = follower.step(origin)
-            route_index = route_index_near(world.route, rear[:2], route_index)
-            control = expert.run_step({}, t)
-            if sample_tick and buffer.ready and t >= warmup_s - 0.5 * dt:
+            run.log.append((world.frame, rear, veh.ids.copy(), np.stack([veh.x_m, veh.y_m, veh.yaw_rad], -1)))
+            target = run.follower.step(np.array([float(snap.ego.x_m[0]), float(snap.ego.y_m[0])]))
+            run.route_index = route_index_near(world.route, rear[:2], run.route_index)
+            control = run.expert.run_step({}, t)
+            if sample_tick and buffer.ready and t >= warmup_s - 0.5 * world.config.dt_s:
                 num_model_ticks += 1
-                if (num_model_ticks - 1) % cfg.sample_every == 0:
-                    pending.append(
-                        self._observe(
-                            world,
-                            buffer,
-                            views,
-                            history,
-                            target,
-                            rear,
-                            speed,
-                            accel,
-                            route_index,
-                            expert,
-                            episode,
-                            store,
-                            seed,
-                        )
-                    )
+                if (num_model_ticks - 1) % self.config.sample_every == 0:
+                    run.pending.append(self._observe(run, target, rear, store))
             world.apply_control(control)
             world.tick()
             stats.ticks += 1
-            for p in [p for p in pending if world.frame - p.tick > horizon_ticks]:
-                writer.write(self._finish(p, list(log), world, spec, seed, geometry, horizon_ticks))
-                stats.samples += 1
-                pending.remove(p)
+            self._write_finished(run, writer)
             outcome = self._done(world, snap, rear, t, last_move_t)
             if last_move_xy is None or np.hypot(*(rear[:2] - last_move_xy)) > 0.5:
                 last_move_t, last_move_xy = t, rear[:2].copy()
             if outcome:
                 stats.outcome = outcome
                 break
-        store.forget_episode(episode)
+        store.forget_episode(run.episode)
         stats.wall_s = time.perf_counter() - start
         return stats
+
+    def _write_finished(self, run: _RouteRun, writer: SampleWriter) -> None:
+        """Write the pending samples whose future has been driven."""
+        for p in [p for p in run.pending if run.world.frame - p.tick > run.horizon_ticks]:
+            sample = finish_sample(
+                p,
+                list(run.log),
+                run.world,
+                run.spec,
+                run.seed,
+                run.geometry,
+                run.horizon_ticks,
+                scene_radius_m=self.config.scene_radius_m,
+                complex_only=self.config.reasoning_selection == "complex",
+            )
+            writer.write(sample)
+            run.stats.samples += 1
+            run.pending.remove(p)
 
     def _done(self, world: Any, snap: Any, rear: np.ndarray, t: float, last_move_t: float) -> str:
         """'' while the run goes on, else why it ends."""
@@ -306,117 +308,34 @@ class Collector:
                 return "collision"
         return ""
 
-    def _observe(
-        self, world, buffer, views, history, target, rear, speed, accel, route_index, expert, episode, store, seed
-    ) -> _Pending:
+    def _observe(self, run: _RouteRun, target: Any, rear: np.ndarray, store: FrameStore) -> PendingSample:
         """Snapshot what the agent would see now, plus the privileged pieces of the sample."""
+        world = run.world
         t = world.time_s
-        hist = []
-        period = self.agent_config.frame_buffer.period_s
-        times = np.array([h[0] for h in history])
-        n_hist = self.agent_config.vla.prompt.num_history_states
-        for k in range(n_hist - 1, -1, -1):
-            t_k = t - k * period
-            if times[0] > t_k + 0.5 * world.config.dt_s:
-                continue
-            entry = history[int(np.argmin(np.abs(times - t_k)))]
-            x, y, yaw = frames.world_to_ego(entry[1], rear)
-            hist.append(
-                EgoState(
-                    timestamp_s=float(entry[0]),
-                    x_m=float(x),
-                    y_m=float(y),
-                    yaw_rad=float(yaw),
-                    speed_mps=entry[2],
-                    accel_mps2=entry[3],
-                )
-            )
         tx, ty = frames.world_to_ego(np.asarray(target.xy_world_m, dtype=np.float64), rear)
         command = target.command if isinstance(target.command, NavCommand) else NavCommand.UNKNOWN
         obs = Observation(
             timestamp_s=t,
-            cameras=buffer.frames(views),
-            ego_history=tuple(hist),
+            cameras=run.buffer.frames(self.agent_config.rig.views),
+            ego_history=run.history.states(),  # in the ego frame of `rear`, the newest sample pushed
             command=command,
             target_point_ego_m=(float(tx), float(ty)),
         )
         agents, ids = agents_near(world.snapshot().vehicles, rear, self.config.scene_radius_m)
-        plan_record = expert.last_plan_record or {}
-        sample_id = f"{episode}_t{world.frame:06d}"
-        return _Pending(
+        plan_record = run.expert.last_plan_record or {}
+        sample_id = f"{run.episode}_t{world.frame:06d}"
+        return PendingSample(
+            sample_id=sample_id,
             tick=world.frame,
             t_s=t,
             pose_world=rear.copy(),
             obs=obs,
-            camera_paths=store.camera_paths(episode, obs, self.views),
+            camera_paths=store.camera_paths(run.episode, obs, self.views),
             agents=agents,
             agent_ids=ids,
-            route_index=route_index,
+            route_index=run.route_index,
             expert_reason=str(plan_record.get("reasoning", "")),
             slow=self._is_slow(sample_id),
-        )
-
-    def _finish(
-        self, p: _Pending, log: list, world: Any, spec: Any, seed: int, geometry: TownGeometry, horizon_ticks: int
-    ) -> Sample:
-        """Build the sample once its future (5 s) has been driven."""
-        steps = [entry for entry in log if p.tick < entry[0] <= p.tick + horizon_ticks]
-        stride = round(DENSE_DT_S / world.config.dt_s)
-        dense_world = np.array([e[1] for e in steps[stride - 1 :: stride]])
-        dense = frames.world_to_ego(dense_world, p.pose_world)
-        step_05 = round(FUTURE_DT_S / DENSE_DT_S)
-        poses = dense[step_05 - 1 :: step_05][:FUTURE_STEPS]
-        futures = agent_futures(p.agent_ids, [(e[2], e[3]) for e in steps[stride - 1 :: stride]], p.pose_world)
-        agents = [replace(a, future_poses_ego=futures.get(int(a.id), ())) for a in p.agents]
-        scene = scene_state(geometry, world.route, p.route_index, p.pose_world, agents, self.config.scene_radius_m)
-        sample_id = f"{episode_name(spec, seed)}_t{p.tick:06d}"
-        reasoning = meta = None
-        slow = p.slow
-        if slow and self.config.reasoning_selection == "complex":
-            slow = self.is_complex(meta_action(poses, FUTURE_DT_S, p.obs.ego.speed_mps))
-        if slow:
-            facts = scene_facts(
-                world.town, world.route, p.route_index, p.obs.ego.speed_mps, p.obs.command, agents, p.expert_reason
-            )
-            reasoning, meta = build_reasoning(facts, poses, FUTURE_DT_S)
-        ego = p.obs.ego
-        return Sample(
-            id=sample_id,
-            cameras=p.camera_paths,
-            ego=EgoRecord(
-                speed_mps=round(ego.speed_mps, 4),
-                accel_mps2=round(ego.accel_mps2, 4),
-                history=tuple(
-                    (
-                        round(s.timestamp_s - p.t_s, 3),
-                        round(s.x_m, 3),
-                        round(s.y_m, 3),
-                        round(s.yaw_rad, 4),
-                        round(s.speed_mps, 4),
-                        round(s.accel_mps2, 4),
-                    )
-                    for s in p.obs.ego_history
-                ),
-            ),
-            command=p.obs.command,
-            target_point_ego_m=tuple(round(v, 3) for v in p.obs.target_point_ego_m),
-            future=FutureTrajectory(
-                dt_s=FUTURE_DT_S,
-                poses_ego=tuple(tuple(round(float(v), 4) for v in row) for row in poses),
-                dense_dt_s=DENSE_DT_S,
-                dense_poses_ego=tuple(tuple(round(float(v), 4) for v in row) for row in dense),
-            ),
-            reasoning=reasoning,
-            meta_action=meta,
-            scene=scene,
-            source=SampleSource(
-                kind="embedded_sim",
-                town=spec.town,
-                route=str(spec.route_id),
-                seed=seed,
-                tick=p.tick,
-                timestamp_s=round(p.t_s, 3),
-            ),
         )
 
 

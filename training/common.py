@@ -1,9 +1,10 @@
-"""Pieces shared by SFT and GRPO: dataset loading and checks, LoRA, freezing, devices, provenance callback."""
+"""What SFT and GRPO share: the run setup, dataset loading and checks, LoRA, freezing, trainer arguments, saving."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,19 @@ import torch
 from transformers import TrainerCallback
 
 from autovla_agent.policy.configuration import CODEBOOK_FILENAME
-from autovla_agent.training.checkpoint import copy_codebook, write_provenance
+from autovla_agent.training.checkpoint import (
+    TrainingModel,
+    copy_codebook,
+    load_for_training,
+    pick_dtype,
+    resolve_resume,
+    save_final,
+    write_provenance,
+)
 from autovla_agent.training.codebook_cmd import codebook_sha256, future_array
-from autovla_agent.training.config import LoraSettings, TrainSettings
-from autovla_agent.training.schema import Sample, read_manifest
+from autovla_agent.training.config import GRPORunConfig, LoraSettings, SFTRunConfig, TrainSettings
+from autovla_agent.training.dataset_io import read_manifest
+from autovla_agent.training.schema import Sample
 from autovla_agent.training.validate import validate_dataset
 
 logger = logging.getLogger(__name__)
@@ -108,3 +118,92 @@ class RuntimeFolderCallback(TrainerCallback):
 def has_codebook(folder: Path) -> bool:
     """True when a folder holds ``action_codebook.npz`` and ``.json``."""
     return all((folder / (CODEBOOK_FILENAME + s)).is_file() for s in (".npz", ".json"))
+
+
+FINAL_DIR = "model"  # the final runtime-layout model inside a run's output_dir
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingStart:
+    """What a run trains from, all of it checked before any training (see ``start_training``)."""
+
+    device: torch.device
+    dtype: torch.dtype  # the trainer's compute precision
+    tm: TrainingModel
+    samples: list[Sample]  # the training samples with action tokens
+    resume: str | None  # the trainer checkpoint to resume from, or None for a fresh run
+    peft_config: Any  # PEFT LoraConfig, or None for full fine-tuning
+
+
+def start_training(
+    config: SFTRunConfig | GRPORunConfig, *, tokens: str = "model_codebook", require_scene: bool = False
+) -> TrainingStart:
+    """The setup SFT and GRPO share: device, precision, model folder, samples, resume point, frozen vision, LoRA.
+
+    ``tokens`` and ``require_scene`` are those of ``load_checked_samples``. Raises before any training when the
+    model folder, the dataset or the resume checkpoint is unusable.
+    """
+    device = training_device(config.train)
+    dtype = pick_dtype(config.train.precision, device)
+    # bf16 runs keep float32 weights: the trainer's bf16 autocast computes in bf16, the optimizer steps in fp32.
+    tm = load_for_training(config.model_path, dtype=torch.float32 if dtype == torch.bfloat16 else dtype)
+    samples = load_checked_samples(
+        config.train_data, tm.codebook, config.num_action_tokens, tokens=tokens, require_scene=require_scene
+    )
+    resume = resolve_resume(config.train.resume, config.output_dir)
+    if config.freeze_vision:
+        freeze_vision_tower(tm.model)
+    peft_config = lora_config(config.lora, tm.action_vocab.token_ids) if config.lora.enabled else None
+    return TrainingStart(device=device, dtype=dtype, tm=tm, samples=samples, resume=resume, peft_config=peft_config)
+
+
+def trainer_arguments(config: SFTRunConfig | GRPORunConfig, dtype: torch.dtype) -> dict[str, Any]:
+    """The ``TrainingArguments`` fields SFT and GRPO both set from ``config.train``, as keyword arguments."""
+    t = config.train
+    return {
+        "output_dir": config.output_dir,
+        "per_device_train_batch_size": t.per_device_train_batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "learning_rate": t.learning_rate,
+        "weight_decay": t.weight_decay,
+        "num_train_epochs": t.num_train_epochs,
+        "max_steps": t.max_steps,
+        "warmup_steps": t.warmup_steps,
+        "lr_scheduler_type": t.lr_scheduler_type,
+        "max_grad_norm": t.max_grad_norm,
+        "logging_steps": t.logging_steps,
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "seed": t.seed,
+        "bf16": dtype == torch.bfloat16,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "dataloader_num_workers": t.dataloader_num_workers,
+        "report_to": t.report_to,
+        "use_cpu": t.use_cpu,
+        "remove_unused_columns": False,  # the collators and transforms read columns the model does not take
+        "save_only_model": False,  # optimizer and RNG states are needed to resume exactly
+    }
+
+
+def train_and_save(
+    trainer: Any,
+    start: TrainingStart,
+    config: SFTRunConfig | GRPORunConfig,
+    stage: str,
+    *,
+    record_train_loss: bool = False,
+) -> tuple[Any, Path]:
+    """Write the run's provenance, train (resuming where asked) and save ``OUTPUT_DIR/model``.
+
+    Returns the trainer's ``TrainOutput`` and the final runtime-layout folder.
+    """
+    tm = start.tm
+    if trainer.accelerator.is_main_process:
+        write_provenance(config.output_dir, config, {"stage": stage, "model_path": str(tm.path)})
+    result = trainer.train(resume_from_checkpoint=start.resume)
+    extra: dict[str, Any] = {"stage": stage, "base_model": str(tm.path)}
+    if record_train_loss:
+        extra["train_loss"] = result.training_loss
+    extra["steps"] = result.global_step
+    final = save_final(trainer, tm, Path(config.output_dir) / FINAL_DIR, config, extra)
+    return result, final

@@ -27,7 +27,8 @@ from autovla_agent.contract import CameraFrame, EgoState, Observation
 from autovla_agent.policy.completion import ANSWER_CLOSE, closing_after_reasoning, fast_opening, slow_opening
 from autovla_agent.policy.configuration import PromptConfig
 from autovla_agent.policy.prompt import build_prompt, encode_completion, encode_prompt
-from autovla_agent.training.schema import Sample, sample_from_dict
+from autovla_agent.training.dataset_io import sample_from_dict
+from autovla_agent.training.schema import Sample
 
 logger = logging.getLogger(__name__)
 

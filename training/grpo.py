@@ -45,28 +45,14 @@ from autovla_agent.policy.configuration import DecodingConfig, ThinkingConfig
 from autovla_agent.policy.decoding import DecodeEngine
 from autovla_agent.policy.modeling import VLARuntime
 from autovla_agent.policy.prompt import PromptInput, VisualItem, encode_completion, encode_prompt
-from autovla_agent.training.checkpoint import (
-    TrainingModel,
-    load_for_training,
-    pick_dtype,
-    resolve_resume,
-    save_final,
-    write_provenance,
-)
-from autovla_agent.training.common import (
-    RuntimeFolderCallback,
-    freeze_vision_tower,
-    load_checked_samples,
-    lora_config,
-    training_device,
-)
+from autovla_agent.training.checkpoint import TrainingModel
+from autovla_agent.training.common import RuntimeFolderCallback, start_training, train_and_save, trainer_arguments
 from autovla_agent.training.config import GRPORunConfig
 from autovla_agent.training.data import GRPOTransform, grpo_rows
 from autovla_agent.training.rewards import CompletionReader, LengthPenalty, NavsimPDMReward, PDMReward
 
 logger = logging.getLogger(__name__)
 
-FINAL_DIR = "model"
 END_OF_TURN = "<|im_end|>"
 
 
@@ -245,7 +231,7 @@ def grpo_arguments(config: GRPORunConfig, dtype: torch.dtype, reward_weights: li
     """TRL ``GRPOConfig`` from the run config."""
     from trl import GRPOConfig
 
-    t, g = config.train, config.grpo
+    g = config.grpo
     vllm: dict[str, Any] = {}
     if g.use_vllm:
         vllm = {"use_vllm": True, "vllm_mode": g.vllm_mode}
@@ -254,26 +240,7 @@ def grpo_arguments(config: GRPORunConfig, dtype: torch.dtype, reward_weights: li
             regex = action_regex(config.num_action_tokens, config.prompt.reasoning_model)
             vllm["vllm_structured_outputs_regex"] = regex
     return GRPOConfig(
-        output_dir=config.output_dir,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        warmup_steps=t.warmup_steps,
-        lr_scheduler_type=t.lr_scheduler_type,
-        max_grad_norm=t.max_grad_norm,
-        logging_steps=t.logging_steps,
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        seed=t.seed,
-        bf16=dtype == torch.bfloat16,
-        gradient_checkpointing=t.gradient_checkpointing,
-        dataloader_num_workers=t.dataloader_num_workers,
-        report_to=t.report_to,
-        use_cpu=t.use_cpu,
-        remove_unused_columns=False,
+        **trainer_arguments(config, dtype),
         num_generations=g.num_generations,
         max_completion_length=g.max_completion_length,
         temperature=g.temperature,
@@ -288,7 +255,6 @@ def grpo_arguments(config: GRPORunConfig, dtype: torch.dtype, reward_weights: li
         reward_weights=reward_weights,
         mask_truncated_completions=False,
         chat_template_kwargs={"add_vision_id": config.prompt.add_vision_id},
-        save_only_model=False,
         **vllm,
     )
 
@@ -299,25 +265,20 @@ def run_grpo(config: GRPORunConfig) -> Path:
     from trl import GRPOTrainer
 
     start_s = time.perf_counter()
-    device = training_device(config.train)
-    dtype = pick_dtype(config.train.precision, device)
-    tm = load_for_training(config.model_path, dtype=torch.float32 if dtype == torch.bfloat16 else dtype)
-    samples = load_checked_samples(config.train_data, tm.codebook, config.num_action_tokens, require_scene=True)
+    start = start_training(config, require_scene=True)
+    tm, samples = start.tm, start.samples
     max_reasoning = check_completion_budget(config, tm.processor.tokenizer)
-    tm.processor.tokenizer.padding_side = "left"  # TRL pads prompts on the left and expects the processor to
+    tm.processor.tokenizer.padding_side = "left"  # TRL pads prompts on the left (generation continues at the end)
     if config.prompt.min_pixels is not None:
         # TRL's log-prob pass runs the processor on the images: give it the budget the runtime uses.
         tm.processor.image_processor.size = {
             "shortest_edge": config.prompt.min_pixels,
             "longest_edge": config.prompt.max_pixels,
         }
-    if config.freeze_vision:
-        freeze_vision_tower(tm.model)
     transform = GRPOTransform(config.prompt, config.num_action_tokens)
     transform.prompt_and_images(samples[0], Path(config.train_data))  # prompt problems surface before training
     dataset = datasets.Dataset.from_list(grpo_rows(samples, config.train_data)).with_transform(transform)
     reward_funcs, reward_weights = build_rewards(config, tm)
-    resume = resolve_resume(config.train.resume, config.output_dir)
     rollout = None if config.grpo.use_vllm else EngineRollout(tm, config, max_reasoning)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16, and known
     logger.info(
@@ -329,28 +290,19 @@ def run_grpo(config: GRPORunConfig) -> Path:
         [f.__name__ for f in reward_funcs],
         reward_weights,
         max_reasoning,
-        device,
+        start.device,
     )
     trainer = GRPOTrainer(
         model=tm.model,
         reward_funcs=reward_funcs,
-        args=grpo_arguments(config, dtype, reward_weights),
+        args=grpo_arguments(config, start.dtype, reward_weights),
         train_dataset=dataset,
         processing_class=tm.processor,
-        peft_config=lora_config(config.lora, tm.action_vocab.token_ids) if config.lora.enabled else None,
+        peft_config=start.peft_config,
         rollout_func=rollout,
         callbacks=[RuntimeFolderCallback(tm.path, config, {"stage": "grpo"})],
     )
-    if trainer.accelerator.is_main_process:
-        write_provenance(config.output_dir, config, {"stage": "grpo", "model_path": str(tm.path)})
-    result = trainer.train(resume_from_checkpoint=resume)
-    final = save_final(
-        trainer,
-        tm,
-        Path(config.output_dir) / FINAL_DIR,
-        config,
-        {"stage": "grpo", "base_model": str(tm.path), "steps": result.global_step},
-    )
+    result, final = train_and_save(trainer, start, config, "grpo")
     if trainer.accelerator.is_main_process:
         history = [e for e in trainer.state.log_history if "reward" in e]
         (Path(config.output_dir) / "reward_history.json").write_text(json.dumps(history, indent=1), "utf-8")

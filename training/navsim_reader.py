@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from autovla_agent.adapters.navsim.convert import AUTOVLA_CAMERAS, observation_from_agent_input
+from autovla_agent.training.dataset_io import SampleWriter
 from autovla_agent.training.frames_io import FrameStore
 from autovla_agent.training.schema import (
     DatasetManifest,
@@ -30,7 +31,6 @@ from autovla_agent.training.schema import (
     FutureTrajectory,
     Sample,
     SampleSource,
-    SampleWriter,
 )
 
 logger = logging.getLogger(__name__)

@@ -29,26 +29,17 @@ from torch.nn import functional
 from trl import SFTConfig, SFTTrainer
 
 from autovla_agent.config_io import load_yaml
-from autovla_agent.training.checkpoint import (
-    load_for_training,
-    pick_dtype,
-    resolve_resume,
-    save_final,
-    write_provenance,
-)
 from autovla_agent.training.common import (
     RuntimeFolderCallback,
-    freeze_vision_tower,
     load_checked_samples,
-    lora_config,
-    training_device,
+    start_training,
+    train_and_save,
+    trainer_arguments,
 )
 from autovla_agent.training.config import SFTRunConfig
 from autovla_agent.training.data import SFTCollator, sft_dataset
 
 logger = logging.getLogger(__name__)
-
-FINAL_DIR = "model"
 
 
 def autovla_sft_loss(
@@ -116,62 +107,34 @@ class AutoVLASFTTrainer(SFTTrainer):
 
 def training_arguments(config: SFTRunConfig, dtype: torch.dtype) -> SFTConfig:
     """TRL ``SFTConfig`` from the run config (custom collator: no dataset preparation, keep every column)."""
-    t = config.train
     return SFTConfig(
-        output_dir=config.output_dir,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        warmup_steps=t.warmup_steps,
-        lr_scheduler_type=t.lr_scheduler_type,
-        max_grad_norm=t.max_grad_norm,
-        logging_steps=t.logging_steps,
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        seed=t.seed,
-        bf16=dtype == torch.bfloat16,
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        dataloader_num_workers=t.dataloader_num_workers,
-        report_to=t.report_to,
-        use_cpu=t.use_cpu,
-        remove_unused_columns=False,
+        **trainer_arguments(config, dtype),
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.train.gradient_checkpointing else None,
         dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None,
         packing=False,
-        save_only_model=False,  # optimizer and RNG states are needed to resume exactly
     )
 
 
 def run_sft(config: SFTRunConfig) -> Path:
     """Run SFT end to end; return the final runtime-layout model folder."""
     start_s = time.perf_counter()
-    device = training_device(config.train)
-    dtype = pick_dtype(config.train.precision, device)
-    tm = load_for_training(config.model_path, dtype=torch.float32 if dtype == torch.bfloat16 else dtype)
-    samples = load_checked_samples(config.train_data, tm.codebook, config.num_action_tokens, tokens=config.tokens)
+    start = start_training(config, tokens=config.tokens)
+    tm, samples = start.tm, start.samples
     eval_samples = (
         load_checked_samples(config.eval_data, tm.codebook, config.num_action_tokens, tokens=config.tokens)
         if config.eval_data
         else None
     )
-    resume = resolve_resume(config.train.resume, config.output_dir)
     logger.info(
         "SFT: %d samples (%d with reasoning), model %s, K=%d, device %s, %s",
         len(samples),
         sum(s.is_slow for s in samples),
         tm.path,
         tm.codebook.num_tokens,
-        device,
-        dtype,
+        start.device,
+        start.dtype,
     )
-    model = tm.model
-    if config.freeze_vision:
-        freeze_vision_tower(model)
-    peft_config = lora_config(config.lora, tm.action_vocab.token_ids) if config.lora.enabled else None
     collator = SFTCollator(
         tm.processor,
         config.prompt,
@@ -182,26 +145,17 @@ def run_sft(config: SFTRunConfig) -> Path:
     )
     collator.encode_sample(samples[0], Path(config.train_data))  # fail on prompt/config problems before training
     trainer = AutoVLASFTTrainer(
-        model=model,
-        args=training_arguments(config, dtype),
+        model=tm.model,
+        args=training_arguments(config, start.dtype),
         train_dataset=sft_dataset(samples, config.train_data),
         eval_dataset=sft_dataset(eval_samples, config.eval_data) if eval_samples else None,
         data_collator=collator,
         processing_class=tm.processor,
-        peft_config=peft_config,
+        peft_config=start.peft_config,
         callbacks=[RuntimeFolderCallback(tm.path, config, {"stage": "sft"})],
         action_weight=config.loss.action_weight,
     )
-    if trainer.accelerator.is_main_process:
-        write_provenance(config.output_dir, config, {"stage": "sft", "model_path": str(tm.path)})
-    result = trainer.train(resume_from_checkpoint=resume)
-    final = save_final(
-        trainer,
-        tm,
-        Path(config.output_dir) / FINAL_DIR,
-        config,
-        {"stage": "sft", "base_model": str(tm.path), "train_loss": result.training_loss, "steps": result.global_step},
-    )
+    result, final = train_and_save(trainer, start, config, "sft", record_train_loss=True)
     logger.info(
         "SFT done in %.1f s (%d steps, loss %.4f): %s",
         time.perf_counter() - start_s,

@@ -14,15 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autovla_agent.config_io import ConfigError
-from autovla_agent.training.schema import (
-    MANIFEST_NAME,
-    SAMPLES_NAME,
-    DatasetManifest,
-    Sample,
-    parse_row,
-    read_manifest,
-    sample_from_dict,
-)
+from autovla_agent.training.dataset_io import parse_row, read_manifest, sample_from_dict
+from autovla_agent.training.schema import MANIFEST_NAME, SAMPLES_NAME, DatasetManifest, Sample
 
 logger = logging.getLogger(__name__)
 

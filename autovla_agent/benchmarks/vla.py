@@ -3,8 +3,8 @@
 For each camera layout (video clips / separate images) and thinking mode (fast / slow) it runs the same
 stream of synthetic observations through two paths, interleaved step by step:
 
-* ``generate``: the plain path (AutoVLA's): the processor on all frames, ``model.generate`` with the full
-  vocabulary head, every completion token generated (scaffold included), no caches;
+* ``generate``: the plain path (AutoVLA's, ``benchmarks.generate_path``): the processor on all frames,
+  ``model.generate`` with the full vocabulary head, every completion token generated (scaffold included), no caches;
 * ``optimized``: ``VLAPlanner``: forced scaffold, action-row head, vision-encoder cache per frame unit,
   fixed-prefix KV cache.
 
@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
-from transformers import LogitsProcessor, LogitsProcessorList
 
+from autovla_agent.benchmarks.generate_path import generate_step
 from autovla_agent.contract import CameraFrame, EgoState, NavCommand, Observation
-from autovla_agent.policy.completion import parse_completion
 from autovla_agent.policy.configuration import (
     AUTOVLA_PIXELS,
     DecodingConfig,
@@ -44,20 +43,13 @@ from autovla_agent.policy.configuration import (
     ThinkingConfig,
     VLAConfig,
 )
-from autovla_agent.policy.modeling import (
-    VLAPlanner,
-    VLARuntime,
-    fallback_poses,
-    load_vla,
-    resolve_device,
-    resolve_dtype,
-)
-from autovla_agent.policy.prompt import build_prompt, encode_prompt, render_prompt_text
+from autovla_agent.policy.modeling import VLAPlanner, VLARuntime, load_vla, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("preprocess_s", "vision_s", "prefill_s", "reasoning_s", "actions_s", "postprocess_s", "total_s")
 SCHEMA = "autovla-benchmark/1"
+PATHS = ("generate", "optimized")  # the order of each (layout, mode) pair's results in the document
 RESULT_FIELDS = {
     "layout": "video (one clip per view) or images (one image item per frame)",
     "mode": "fast (forced fast scaffold) or slow (slow scaffold + generated reasoning)",
@@ -108,50 +100,15 @@ def random_3b_runtime(device: str, dtype: str, attn: str) -> VLARuntime:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from autovla_agent.planners.codebook import build_synthetic_codebook
+    from autovla_agent.policy.model_folder import QwenVLSizes, qwen2_5_vl_config
     from autovla_agent.policy.processor import AutoVLAProcessor, action_token_strings, find_action_vocab
     from autovla_agent.policy.tiny_model import CHAT_TEMPLATE, build_tiny_tokenizer
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     tokenizer = build_tiny_tokenizer()
-    ids = tokenizer.convert_tokens_to_ids
     tokenizer.add_tokens(action_token_strings(2048), special_tokens=False)
-    text = dict(
-        vocab_size=153_713,
-        hidden_size=2048,
-        intermediate_size=11008,
-        num_hidden_layers=36,
-        num_attention_heads=16,
-        num_key_value_heads=2,
-        max_position_embeddings=128_000,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
-        bos_token_id=None,
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-        rms_norm_eps=1e-6,
-    )
-    vision = dict(
-        depth=32,
-        hidden_size=1280,
-        intermediate_size=3420,
-        num_heads=16,
-        out_hidden_size=2048,
-        patch_size=14,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        window_size=112,
-        fullatt_block_indexes=[7, 15, 23, 31],
-        tokens_per_second=2,
-    )
-    config = transformers.Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=True,
-    )
+    config = qwen2_5_vl_config(tokenizer, 153_713, QwenVLSizes())
     config._attn_implementation = attn
     start_s = time.perf_counter()
     with torch.device(dev):
@@ -178,128 +135,6 @@ def random_3b_runtime(device: str, dtype: str, attn: str) -> VLARuntime:
     )
 
 
-class _StepClock(LogitsProcessor):
-    """Records a timestamp each time ``generate`` asks for the next token's scores (after each forward)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.stamps: list[float] = []
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.stamps.append(time.perf_counter())
-        return scores
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def generate_step(
-    planner: VLAPlanner, obs: Observation, num_new_tokens: int, first_action: int, reference_tokens: Sequence[int]
-) -> dict[str, Any]:
-    """One step of the plain path; returns stage times and counts.
-
-    A random model's free completion rarely parses; the bicycle decoder then runs on ``reference_tokens`` (the
-    optimized path's tokens) so that the post-processing cost stays comparable.
-    """
-    runtime, config = planner.runtime, planner.config
-    device = runtime.device
-    t0 = time.perf_counter()
-    prompt = build_prompt(obs, config.prompt, num_action_tokens=config.decoding.num_action_tokens)
-    if config.prompt.camera_layout == "images":  # exactly what TRL/AutoVLA do: the processor on all frames
-        budget = {"shortest_edge": config.prompt.min_pixels, "longest_edge": config.prompt.max_pixels}
-        images_kwargs = {"size": budget} if config.prompt.min_pixels is not None else {}
-        inputs = dict(
-            runtime.processor(
-                text=[render_prompt_text(runtime.processor, prompt, config.prompt)],
-                images=prompt.images,
-                images_kwargs=images_kwargs,
-                return_tensors="pt",
-            )
-        )
-    else:  # no torchvision video processor: the clip is patchified by hand, as in the optimized path
-        encoded = encode_prompt(runtime.processor, prompt, config.prompt)
-        inputs = {
-            "input_ids": encoded.input_ids,
-            "attention_mask": torch.ones_like(encoded.input_ids),
-            "mm_token_type_ids": encoded.mm_token_type_ids,
-            **encoded.vision_inputs(runtime.processor.image_processor),
-        }
-    inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-    for key in ("pixel_values", "pixel_values_videos"):
-        if key in inputs:
-            inputs[key] = inputs[key].to(runtime.dtype)
-    t1 = time.perf_counter()
-    vision_s: list[float] = []
-    marks: dict[str, float] = {}
-
-    def pre_hook(module, args, kwargs=None):
-        _sync(device)
-        marks["start"] = time.perf_counter()
-
-    def post_hook(module, args, output):
-        _sync(device)
-        vision_s.append(time.perf_counter() - marks["start"])
-
-    handles = [
-        runtime.model.model.visual.register_forward_pre_hook(pre_hook),
-        runtime.model.model.visual.register_forward_hook(post_hook),
-    ]
-    clock = _StepClock(device)
-    try:
-        with torch.inference_mode():
-            out = runtime.model.generate(
-                **inputs,
-                max_new_tokens=num_new_tokens,
-                min_new_tokens=num_new_tokens,
-                do_sample=False,
-                logits_processor=LogitsProcessorList([clock]),
-            )
-        _sync(device)
-    finally:
-        for handle in handles:
-            handle.remove()
-    t2 = time.perf_counter()
-    completion = out[0, inputs["input_ids"].shape[1] :].tolist()
-    vocab = runtime.action_vocab
-    parsed = parse_completion(
-        completion,
-        num_action_tokens=config.decoding.num_action_tokens,
-        num_codebook_tokens=vocab.num_tokens,
-        action_token_ids=vocab.token_ids,
-        tokenizer=runtime.tokenizer,
-        reasoning_model=config.prompt.reasoning_model,
-    )
-    tokens = list(parsed.action_indices) if parsed.usable else list(reference_tokens)
-    if tokens:
-        planner.decoder.decode(tokens, speed_mps=obs.ego.speed_mps).sample(planner.times_s)
-    else:
-        fallback_poses(obs.ego.speed_mps, planner.times_s, config)
-    t3 = time.perf_counter()
-    stamps = clock.stamps
-    per_token = [stamps[0] - t1] + [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    vision = sum(vision_s)
-    # Token 0 comes out of the prefill forward; token k >= 1 out of the k-th decode forward.
-    reasoning = sum(per_token[1 : max(first_action, 1)])
-    actions = sum(per_token[max(first_action, 1) :]) + (t2 - stamps[-1])
-    return {
-        "preprocess_s": t1 - t0,
-        "vision_s": vision,
-        "prefill_s": per_token[0] - vision,
-        "reasoning_s": reasoning,
-        "actions_s": actions,
-        "postprocess_s": t3 - t2,
-        "total_s": t3 - t0,
-        "prompt_tokens": int(inputs["input_ids"].shape[1]),
-        "completion_tokens": len(completion),
-        "decode_forwards": len(completion) - 1,
-        "status": parsed.status.value,
-    }
-
-
 def _bench_config(args: argparse.Namespace, model_path: str, layout: str, mode: str) -> VLAConfig:
     pixels = args.pixels
     return VLAConfig(
@@ -323,114 +158,145 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
+def _load_runtime(args: argparse.Namespace) -> tuple[VLARuntime, str]:
+    """The runtime to time and the model path its configs name ("" for the random architecture)."""
+    if args.arch:
+        return random_3b_runtime(args.device, args.dtype, args.attn), ""
+    runtime = load_vla(
+        ModelConfig(path=str(args.model), device=args.device, dtype=args.dtype, attn_implementation=args.attn)
+    )
+    return runtime, str(args.model)
+
+
+def _measure(
+    args: argparse.Namespace, planner: VLAPlanner
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, int]], dict[str, int]]:
+    """Both paths over the same observations, interleaved: per-path rows and status counts, prompt sizes."""
+    runtime = planner.runtime
+    stream = synthetic_observations(
+        args.views,
+        args.num_frames,
+        args.image_height,
+        args.image_width,
+        new_frames_per_step=args.new_frames_per_step,
+        seed=args.seed,
+    )
+    rows: dict[str, list[dict[str, Any]]] = {"optimized": [], "generate": []}
+    statuses: dict[str, dict[str, int]] = {"optimized": {}, "generate": {}}
+    sizes: dict[str, int] = {}
+    for step in range(args.warmup + args.steps):
+        obs = next(stream)
+        hits0, miss0 = planner.engine.vision_cache.hits, planner.engine.vision_cache.misses
+        plan = planner.plan(obs)
+        result = planner.engine.last_result
+        encoded = planner.engine.last_encoded
+        first_action = (
+            result.completion_ids.index(runtime.action_vocab.token_ids[plan.action_tokens[0]])
+            if plan.action_tokens
+            else len(result.completion_ids)
+        )
+        gen = generate_step(planner, obs, len(result.completion_ids), first_action, plan.action_tokens)
+        if step < args.warmup:
+            continue
+        opt = {s: plan.timings_s.get(s, 0.0) for s in STAGES}
+        opt["hits"] = planner.engine.vision_cache.hits - hits0
+        opt["lookups"] = opt["hits"] + planner.engine.vision_cache.misses - miss0
+        rows["optimized"].append(opt)
+        rows["generate"].append(gen)
+        for path, status in (("optimized", plan.status.value), ("generate", gen["status"])):
+            statuses[path][status] = statuses[path].get(status, 0) + 1
+        sizes = {
+            "prompt_tokens": int(encoded.input_ids.shape[1]),
+            "vision_tokens": int((encoded.mm_token_type_ids != 0).sum()),
+            "completion_tokens": len(result.completion_ids),
+            "forced_tokens": len(result.completion_ids) - result.num_reasoning_tokens - len(plan.action_tokens),
+            "reasoning_tokens": result.num_reasoning_tokens,
+        }
+    return rows, statuses, sizes
+
+
+def _entry(
+    layout: str,
+    mode: str,
+    path: str,
+    rows: list[dict[str, Any]],
+    statuses: dict[str, int],
+    sizes: dict[str, int],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """One result of the document (see RESULT_FIELDS)."""
+    entry = {
+        "layout": layout,
+        "mode": mode,
+        "path": path,
+        **_summary(rows),
+        "total_samples_s": [r["total_s"] for r in rows],
+        "statuses": statuses,
+        "prompt_tokens": sizes["prompt_tokens"],
+        "vision_tokens": sizes["vision_tokens"],
+        "completion_tokens": sizes["completion_tokens"],
+    }
+    if path == "optimized":
+        lookups = sum(r["lookups"] for r in rows)
+        entry["vision_cache_hit_rate"] = sum(r["hits"] for r in rows) / lookups if lookups else 0.0
+        reasoning = sizes["reasoning_tokens"]
+        entry["decode_forwards"] = reasoning + args.num_action_tokens - 1 + (1 if reasoning else 0)
+        entry["reasoning_tokens"] = reasoning
+    else:
+        entry["decode_forwards"] = sizes["completion_tokens"] - 1
+    return entry
+
+
+def _environment(args: argparse.Namespace, runtime: VLARuntime) -> dict[str, Any]:
+    """Versions, device and threads the numbers were taken with."""
+    device = runtime.device
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "dtype": str(runtime.dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "attn_implementation": args.attn,
+    }
+
+
+def _model_info(args: argparse.Namespace, runtime: VLARuntime) -> dict[str, Any]:
+    """Size and shape of the timed model."""
+    model = runtime.model
+    return {
+        "source": args.arch or str(runtime.path),
+        "params": sum(p.numel() for p in model.parameters()),
+        "vision_params": sum(p.numel() for p in model.model.visual.parameters()),
+        "vocab_rows": int(model.lm_head.weight.shape[0]),
+        "num_action_tokens": runtime.action_vocab.num_tokens,
+        "text_layers": model.config.text_config.num_hidden_layers,
+        "hidden_size": model.config.text_config.hidden_size,
+    }
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Run every (layout, mode) pair over both paths; return the result document (see RESULT_FIELDS)."""
-    if args.arch:
-        runtime = random_3b_runtime(args.device, args.dtype, args.attn)
-        model_path = ""
-    else:
-        runtime = load_vla(
-            ModelConfig(path=str(args.model), device=args.device, dtype=args.dtype, attn_implementation=args.attn)
-        )
-        model_path = str(args.model)
+    runtime, model_path = _load_runtime(args)
     results: list[dict[str, Any]] = []
-    for layout in args.layouts:
-        for mode in args.modes:
-            config = _bench_config(args, model_path, layout, mode)
-            planner = VLAPlanner(config, runtime=runtime)
-            stream = synthetic_observations(
-                args.views,
-                args.num_frames,
-                args.image_height,
-                args.image_width,
-                new_frames_per_step=args.new_frames_per_step,
-                seed=args.seed,
-            )
-            rows: dict[str, list[dict[str, Any]]] = {"optimized": [], "generate": []}
-            statuses: dict[str, dict[str, int]] = {"optimized": {}, "generate": {}}
-            extra: dict[str, Any] = {}
-            for step in range(args.warmup + args.steps):
-                obs = next(stream)
-                hits0, miss0 = planner.engine.vision_cache.hits, planner.engine.vision_cache.misses
-                plan = planner.plan(obs)
-                result = planner.engine.last_result
-                encoded = planner.engine.last_encoded
-                first_action = (
-                    result.completion_ids.index(runtime.action_vocab.token_ids[plan.action_tokens[0]])
-                    if plan.action_tokens
-                    else len(result.completion_ids)
-                )
-                gen = generate_step(planner, obs, len(result.completion_ids), first_action, plan.action_tokens)
-                if step < args.warmup:
-                    continue
-                opt = {s: plan.timings_s.get(s, 0.0) for s in STAGES}
-                opt["hits"] = planner.engine.vision_cache.hits - hits0
-                opt["lookups"] = opt["hits"] + planner.engine.vision_cache.misses - miss0
-                rows["optimized"].append(opt)
-                rows["generate"].append(gen)
-                for path, status in (("optimized", plan.status.value), ("generate", gen["status"])):
-                    statuses[path][status] = statuses[path].get(status, 0) + 1
-                extra = {
-                    "prompt_tokens": int(encoded.input_ids.shape[1]),
-                    "vision_tokens": int((encoded.mm_token_type_ids != 0).sum()),
-                    "completion_tokens": len(result.completion_ids),
-                    "forced_tokens": len(result.completion_ids) - result.num_reasoning_tokens - len(plan.action_tokens),
-                    "reasoning_tokens": result.num_reasoning_tokens,
-                }
-            for path in ("generate", "optimized"):
-                entry = {
-                    "layout": layout,
-                    "mode": mode,
-                    "path": path,
-                    **_summary(rows[path]),
-                    "total_samples_s": [r["total_s"] for r in rows[path]],
-                    "statuses": statuses[path],
-                    "prompt_tokens": extra["prompt_tokens"],
-                    "vision_tokens": extra["vision_tokens"],
-                    "completion_tokens": extra["completion_tokens"],
-                }
-                if path == "optimized":
-                    lookups = sum(r["lookups"] for r in rows[path])
-                    entry["vision_cache_hit_rate"] = sum(r["hits"] for r in rows[path]) / lookups if lookups else 0.0
-                    entry["decode_forwards"] = (
-                        extra["reasoning_tokens"] + args.num_action_tokens - 1 + (1 if extra["reasoning_tokens"] else 0)
-                    )
-                    entry["reasoning_tokens"] = extra["reasoning_tokens"]
-                else:
-                    entry["decode_forwards"] = extra["completion_tokens"] - 1
-                results.append(entry)
     speedup = {}
     for layout in args.layouts:
         for mode in args.modes:
-            pair = {r["path"]: r["median_s"]["total_s"] for r in results if r["layout"] == layout and r["mode"] == mode}
-            speedup[f"{layout}/{mode}"] = pair["generate"] / pair["optimized"] if pair["optimized"] > 0 else None
-    model = runtime.model
-    device = runtime.device
+            planner = VLAPlanner(_bench_config(args, model_path, layout, mode), runtime=runtime)
+            rows, statuses, sizes = _measure(args, planner)
+            pair = {path: _entry(layout, mode, path, rows[path], statuses[path], sizes, args) for path in PATHS}
+            results.extend(pair.values())
+            generate_s, optimized_s = (pair[p]["median_s"]["total_s"] for p in PATHS)
+            speedup[f"{layout}/{mode}"] = generate_s / optimized_s if optimized_s > 0 else None
     return {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor() or platform.machine(),
-            "dtype": str(runtime.dtype).replace("torch.", ""),
-            "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "attn_implementation": args.attn,
-        },
-        "model": {
-            "source": args.arch or str(runtime.path),
-            "params": sum(p.numel() for p in model.parameters()),
-            "vision_params": sum(p.numel() for p in model.model.visual.parameters()),
-            "vocab_rows": int(model.lm_head.weight.shape[0]),
-            "num_action_tokens": runtime.action_vocab.num_tokens,
-            "text_layers": model.config.text_config.num_hidden_layers,
-            "hidden_size": model.config.text_config.hidden_size,
-        },
+        "environment": _environment(args, runtime),
+        "model": _model_info(args, runtime),
         "settings": {
             "steps": args.steps,
             "warmup": args.warmup,

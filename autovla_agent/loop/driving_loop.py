@@ -12,17 +12,16 @@ warms up and while the last plan is a fallback, and logs each change of that sta
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
-from autovla_agent.contract import EgoState, NavCommand, Observation, Plan, PlanStatus, ThinkingMode
+from autovla_agent.contract import NavCommand, Observation, Plan, Planner, PlanStatus
 from autovla_agent.loop.agent_config import AgentConfig
+from autovla_agent.loop.ego_history import EgoHistory, EgoSample
 from autovla_agent.loop.localizer import EgoEstimate
 from autovla_agent.planners.control import ControlCommand, TrajectoryTracker
 from autovla_agent.planners.route import RouteFollower
@@ -33,29 +32,6 @@ logger = logging.getLogger(__name__)
 
 LoopState = Literal["warmup", "fallback", "no_plan", "tracking"]
 BRAKE = ControlCommand(steer_norm=0.0, throttle_norm=0.0, brake_norm=1.0)
-
-
-class Planner(Protocol):
-    """Anything that plans from an Observation (``VLAPlanner``, ``ConstantVelocityPlanner``)."""
-
-    def plan(self, obs: Observation) -> Plan:
-        """A plan in the ego frame of ``obs``."""
-        ...
-
-
-class ConstantVelocityPlanner:
-    """Keeps the current speed straight ahead (no model): the baseline and the per-tick benchmark's planner."""
-
-    def __init__(self, times_s: Sequence[float], min_speed_mps: float = 0.0) -> None:
-        self.times_s = np.asarray(times_s, dtype=np.float64)
-        self.min_speed_mps = float(min_speed_mps)
-
-    def plan(self, obs: Observation) -> Plan:
-        """Poses at ``max(speed, min_speed_mps) * t`` along the ego x axis."""
-        speed_mps = max(float(obs.ego.speed_mps), self.min_speed_mps)
-        poses = np.zeros((len(self.times_s), 3))
-        poses[:, 0] = speed_mps * self.times_s
-        return Plan(times_s=self.times_s.copy(), poses_ego=poses, thinking_mode=ThinkingMode.FAST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +46,8 @@ class TickResult:
     planner_time_s: float  # wall time spent inside the planner this tick (0 without a replan)
 
 
-def _history_entry(ego: EgoEstimate) -> tuple[float, np.ndarray, float, float]:
-    return ego.timestamp_s, ego.rear_axle_pose_world.copy(), ego.speed_mps, ego.accel_mps2
+def _history_entry(ego: EgoEstimate) -> EgoSample:
+    return EgoSample(ego.timestamp_s, ego.rear_axle_pose_world.copy(), ego.speed_mps, ego.accel_mps2)
 
 
 class DrivingLoop:
@@ -90,15 +66,10 @@ class DrivingLoop:
         self.route = RouteFollower(np.asarray(route_xy_world_m, dtype=np.float64), list(route_commands), config.route)
         self.tracker = TrajectoryTracker(config.control, config.vehicle)
         self._views = config.rig.views
-        self._num_history = max(1, config.vla.prompt.num_history_states)
-        self._history_period_s = config.frame_buffer.period_s
         self._replan_period_s = 1.0 / config.replan_hz
         # Ticks carry float jitter: a replan is due half a simulator step before its nominal time.
         self._tolerance_s = 0.5 * config.sim_dt_s
-        horizon_s = self._num_history * self._history_period_s + 1.0
-        self._history: deque[tuple[float, np.ndarray, float, float]] = deque(
-            maxlen=int(math.ceil(horizon_s * config.frame_buffer.sim_rate_hz)) + 2
-        )
+        self._history = EgoHistory.for_agent(config)
         self._t_start_s: float | None = None
         self._last_t_s: float | None = None
         self._last_plan_t_s: float | None = None
@@ -111,30 +82,6 @@ class DrivingLoop:
         self.num_fallbacks = 0
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _ego_history(self, now: tuple[float, np.ndarray, float, float]) -> tuple[EgoState, ...]:
-        """Own states at the model rate (t - k * period, oldest first) in the current ego frame."""
-        t_now, pose_now, _, _ = now
-        entries = list(self._history)
-        times = np.array([e[0] for e in entries])
-        states = []
-        for k in range(self._num_history - 1, -1, -1):
-            t_k = t_now - k * self._history_period_s
-            if k > 0 and (len(times) == 0 or times[0] > t_k + self._tolerance_s):
-                continue  # not that far back yet (route start): a shorter history
-            entry = now if k == 0 else entries[int(np.argmin(np.abs(times - t_k)))]
-            x, y, yaw = frames.world_to_ego(entry[1], pose_now)
-            states.append(
-                EgoState(
-                    timestamp_s=float(entry[0]),
-                    x_m=float(x),
-                    y_m=float(y),
-                    yaw_rad=float(yaw),
-                    speed_mps=float(entry[2]),
-                    accel_mps2=float(entry[3]),
-                )
-            )
-        return tuple(states)
-
     def _set_state(self, state: LoopState, detail: str = "") -> None:
         if state != self._state:
             log = logger.info if state in ("tracking", "warmup") else logger.warning
@@ -158,7 +105,7 @@ class DrivingLoop:
         obs = Observation(
             timestamp_s=t_s,
             cameras=self.frame_buffer.frames(self._views),
-            ego_history=self._ego_history(now),
+            ego_history=self._history.states(),  # in the ego frame of `now`, the newest sample pushed
             command=command,
             target_point_ego_m=target_ego,
         )
@@ -214,7 +161,7 @@ class DrivingLoop:
         self._last_t_s = t_s
         self.frame_buffer.push(t_s, images)
         now = _history_entry(ego)
-        self._history.append(now)
+        self._history.push(now)
 
         target = self.route.step(ego.origin_pose_world[:2])
         command = target.command if isinstance(target.command, NavCommand) else NavCommand.UNKNOWN

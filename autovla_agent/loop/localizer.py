@@ -3,11 +3,11 @@
 The fusion itself is ``sensors.localization.PoseFilter`` (an EKF on the rear-axle pose and speed); this module
 feeds it the leaderboard's readings with their traps handled: the georeference is solved from the route
 (the SENSORS track has no OpenDRIVE), carla 0.9.16's flipped latitude is detected by
-``sensors.frames.LatitudeSignResolver``, a NaN compass falls back through ``sensors.readings.HeadingEstimator``
-(only a real compass reading is fused; the gyroscope carries the heading in between), ``{'speed': None}`` is
-skipped, a missing or non-finite fix is skipped (the filter predicts), and a fix far from the prediction
-(a teleport) restarts the filter. The acceleration is a low-passed derivative of the filtered speed.
-No ``carla`` import: inputs are plain arrays.
+``sensors.latitude_sign.LatitudeSignResolver``, a NaN compass falls back through
+``sensors.readings.HeadingEstimator`` (only a real compass reading is fused; the gyroscope carries the heading
+in between), ``{'speed': None}`` is skipped, a missing or non-finite fix is skipped (the filter predicts), and
+a fix far from the prediction (a teleport) restarts the filter. The acceleration is a low-passed derivative
+of the filtered speed. No ``carla`` import: inputs are plain arrays.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from autovla_agent.sensors import frames
+from autovla_agent.sensors.latitude_sign import LatitudeSignResolver
 from autovla_agent.sensors.localization import LocalizationConfig, PoseFilter
 from autovla_agent.sensors.readings import HeadingEstimator, SpeedometerReader, parse_imu
 
@@ -89,7 +90,7 @@ class GnssLocalizer:
         self.config = config
         self.lat_ref_deg = float(lat_ref_deg)
         self.lon_ref_deg = float(lon_ref_deg)
-        self._resolver = frames.LatitudeSignResolver(
+        self._resolver = LatitudeSignResolver(
             route_xy_carla_m, self.lat_ref_deg, self.lon_ref_deg, margin_m=config.sign_margin_m
         )
         self._heading = HeadingEstimator(route_yaw_rad=route_yaw_world_rad, min_motion_m=config.min_motion_m)

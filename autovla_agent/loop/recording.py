@@ -108,7 +108,7 @@ class AgentReplayRecorder:
             ego_accel_mps2=float(accel_mps2),
             ego_yaw_rate_radps=0.0,
             ego_steer_rad=0.0,
-            control=tuple(float(c) for c in control),
+            control=(float(control[0]), float(control[1]), float(control[2])),
             ego_rear_axle_xy_m=(float(origin_pose_world[0]), float(origin_pose_world[1])),
         )
         self._recorder.step(

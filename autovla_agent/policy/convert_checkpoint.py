@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import re
 import time
@@ -27,9 +26,11 @@ from typing import Any
 
 import torch
 
-from autovla_agent.planners.codebook import ActionCodebook, load_autovla_pickle
-from autovla_agent.policy.configuration import CODEBOOK_FILENAME
+from autovla_agent.planners.autovla_vocab import load_autovla_pickle
+from autovla_agent.planners.codebook import ActionCodebook
+from autovla_agent.policy.model_folder import save_model_folder
 from autovla_agent.policy.processor import (
+    ActionVocab,
     ActionVocabError,
     action_token_strings,
     ensure_offline,
@@ -189,6 +190,51 @@ def check_against_model(state: dict[str, torch.Tensor], model: torch.nn.Module, 
         )
 
 
+def _load_codebook(path: Path, rear_axle_offset_m: float) -> ActionCodebook:
+    """Our ``.npz`` codebook, or AutoVLA's ``agent_vocab.pkl`` read with a numpy-only unpickler."""
+    if not path.is_file():
+        raise ConversionError(f"codebook {str(path)!r} does not exist")
+    if path.suffix == ".npz":
+        return ActionCodebook.load(path)
+    return load_autovla_pickle(path, rear_axle_offset_m=rear_axle_offset_m)
+
+
+def _processor_with_actions(base: Path, num_tokens: int) -> tuple[Any, ActionVocab]:
+    """The base model's processor with ``<action_0>`` ... added to its tokenizer unless already there."""
+    processor = load_processor(base)
+    tokenizer = processor.tokenizer
+    try:
+        find_action_vocab(tokenizer, expected_num_tokens=num_tokens)
+    except ActionVocabError:
+        if "<action_0>" in tokenizer.get_vocab():
+            raise
+        tokenizer.add_tokens(action_token_strings(num_tokens), special_tokens=False)
+    return processor, find_action_vocab(tokenizer, expected_num_tokens=num_tokens)
+
+
+def _load_into_model(base: Path, state: dict[str, torch.Tensor], dtype: str) -> torch.nn.Module:
+    """The base architecture (vocabulary resized to the checkpoint) holding ``state`` in ``dtype``, checked strictly."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(str(base), local_files_only=True)
+    config.text_config.vocab_size = state["model.language_model.embed_tokens.weight"].shape[0]
+    cls = getattr(transformers, {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}.get(config.model_type, ""), None)
+    if cls is None:
+        raise ConversionError(f"base model_type {config.model_type!r} is not supported (qwen2_5_vl)")
+    with torch.device("meta"):
+        model = cls(config)
+    check_against_model(state, model, bool(config.tie_word_embeddings))
+    torch_dtype = getattr(torch, dtype)
+    weights = {k: v.to(torch_dtype) for k, v in state.items()}
+    if config.tie_word_embeddings:  # checked equal above; one tensor serves both names
+        weights["lm_head.weight"] = weights["model.language_model.embed_tokens.weight"]
+    model.load_state_dict(weights, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.config.dtype = torch_dtype
+    return model
+
+
 def convert(
     ckpt: str | Path,
     base_model: str | Path,
@@ -216,58 +262,23 @@ def convert(
     """
     start_s = time.perf_counter()
     ensure_offline()
-    out, base = Path(out_dir), Path(base_model)
+    out, base, codebook_path = Path(out_dir), Path(base_model), Path(codebook)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty; pass --force or choose another folder")
     if not (base / "config.json").is_file():
         raise ConversionError(
             f"base model folder {str(base)!r} has no config.json (give the Qwen2.5-VL-3B-Instruct folder)"
         )
-    codebook_path = Path(codebook)
-    if not codebook_path.is_file():
-        raise ConversionError(f"codebook {str(codebook_path)!r} does not exist")
-    if codebook_path.suffix == ".npz":
-        book = ActionCodebook.load(codebook_path)
-    else:
-        book = load_autovla_pickle(codebook_path, rear_axle_offset_m=codebook_rear_axle_offset_m)
-    processor = load_processor(base)
-    tokenizer = processor.tokenizer
-    try:
-        find_action_vocab(tokenizer, expected_num_tokens=book.num_tokens)
-    except ActionVocabError:
-        if "<action_0>" in tokenizer.get_vocab():
-            raise
-        tokenizer.add_tokens(action_token_strings(book.num_tokens), special_tokens=False)
-    vocab = find_action_vocab(tokenizer, expected_num_tokens=book.num_tokens)
+    book = _load_codebook(codebook_path, codebook_rear_axle_offset_m)
+    processor, vocab = _processor_with_actions(base, book.num_tokens)
     state = policy_state_dict(load_checkpoint_state(ckpt, trust_pickle=trust_pickle), lora_alpha)
     rows = state["model.language_model.embed_tokens.weight"].shape[0]
-    if rows < len(tokenizer):
+    if rows < len(processor.tokenizer):
         raise ConversionError(
             f"the checkpoint has {rows} embedding rows but the tokenizer with actions has "
-            f"{len(tokenizer)} tokens: it was not trained with these {book.num_tokens} action tokens"
+            f"{len(processor.tokenizer)} tokens: it was not trained with these {book.num_tokens} action tokens"
         )
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(str(base), local_files_only=True)
-    config.text_config.vocab_size = rows
-    cls = getattr(transformers, {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}.get(config.model_type, ""), None)
-    if cls is None:
-        raise ConversionError(f"base model_type {config.model_type!r} is not supported (qwen2_5_vl)")
-    with torch.device("meta"):
-        model = cls(config)
-    check_against_model(state, model, bool(config.tie_word_embeddings))
-    torch_dtype = getattr(torch, dtype)
-    weights = {k: v.to(torch_dtype) for k, v in state.items()}
-    if config.tie_word_embeddings:  # checked equal above; one tensor serves both names
-        weights["lm_head.weight"] = weights["model.language_model.embed_tokens.weight"]
-    model.load_state_dict(weights, strict=True, assign=True)
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    model.config.dtype = torch_dtype
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    book.save(out / CODEBOOK_FILENAME)
+    model = _load_into_model(base, state, dtype)
     provenance: dict[str, Any] = {
         "source_checkpoint": Path(ckpt).name,
         "source_checkpoint_bytes": Path(ckpt).stat().st_size,
@@ -279,7 +290,7 @@ def convert(
         "lora_alpha": lora_alpha,
         "dtype": dtype,
     }
-    (out / "autovla_conversion.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    save_model_folder(out, model, processor, book, {"autovla_conversion.json": provenance})
     logger.info(
         "converted %s -> %s (%d tensors, K=%d) in %.1f s",
         Path(ckpt).name,

@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,44 +28,10 @@ from autovla_agent.policy.completion import (
     slow_opening,
 )
 from autovla_agent.policy.configuration import DecodingConfig, ThinkingConfig
+from autovla_agent.policy.lru_cache import LRUCache
 from autovla_agent.policy.prompt import EncodedPrompt, encode_completion
 
 logger = logging.getLogger(__name__)
-
-
-class LRUCache:
-    """Least-recently-used cache with hit counters (vision-encoder outputs, normalised video frames)."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._store: OrderedDict[str, Any] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: str) -> Any | None:
-        """The cached value, or None (counted as a miss)."""
-        value = self._store.get(key)
-        if value is not None:
-            self._store.move_to_end(key)
-            self.hits += 1
-        else:
-            self.misses += 1
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if self.max_entries <= 0:
-            return
-        self._store[key] = value
-        self._store.move_to_end(key)
-        while len(self._store) > self.max_entries:
-            self._store.popitem(last=False)
-
-    def put(self, key: str, value: Any) -> None:
-        """Store a value, evicting the least recently used entries beyond the limit."""
-        self[key] = value
-
-    def __len__(self) -> int:
-        return len(self._store)
 
 
 def sample_token(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator) -> int:

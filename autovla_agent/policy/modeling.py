@@ -2,7 +2,7 @@
 
 ``load_vla`` checks the folder (config, tokenizer action vocabulary, codebook) before loading any weight and
 caches the loaded runtime per process. ``VLAPlanner.plan`` builds the prompt with the shared builder, runs
-the decode engine (``decoding_autovla``), parses the completion with the shared parser and decodes the
+the decode engine (``policy.decoding``), parses the completion with the shared parser and decodes the
 action tokens through the planners' kinematic bicycle decoder. Model output never raises: anything
 unusable becomes a FALLBACK plan with a logged reason, counted in ``VLAPlanner.stats``.
 """
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autovla_agent.constant_velocity import constant_velocity_poses
 from autovla_agent.contract import EgoState, Observation, Plan, PlanStatus, ThinkingMode
 from autovla_agent.planners.codebook import ActionCodebook
 from autovla_agent.planners.decoder import BicycleDecoder
@@ -220,8 +221,7 @@ def fallback_poses(speed_mps: float, times_s: np.ndarray, config: VLAConfig) -> 
     if abs(speed) < config.decoding.standstill_speed_mps:
         return poses
     if config.decoding.fallback == "constant_velocity":
-        poses[:, 0] = speed * times_s
-        return poses
+        return constant_velocity_poses(speed, times_s)
     decel = config.decoding.fallback_decel_mps2 * np.sign(speed)
     stop_s = abs(speed) / config.decoding.fallback_decel_mps2
     t = np.minimum(times_s, stop_s)

@@ -27,7 +27,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from autovla_agent.contract import NavCommand, ThinkingMode
 from autovla_agent.planners.codebook import build_synthetic_codebook
 from autovla_agent.policy.completion import FAST_THINKING_SENTENCE, SLOW_THINKING_SENTENCE, format_completion
-from autovla_agent.policy.configuration import CODEBOOK_FILENAME
+from autovla_agent.policy.model_folder import QwenVLSizes, qwen2_5_vl_config, save_model_folder
 from autovla_agent.policy.processor import AutoVLAProcessor, action_token_strings, ensure_offline
 from autovla_agent.policy.prompt import SYSTEM_PROMPT_ACTION_ONLY, SYSTEM_PROMPT_REASONING
 
@@ -151,50 +151,25 @@ def tiny_config(
 ) -> Qwen2_5_VLConfig:
     """Qwen2.5-VL config of the tiny model: same structure as 3B, small sizes; vocab = the tokenizer (no actions)."""
     num_heads = 4
-    head_dim = hidden_size // num_heads
-    half = head_dim // 2  # mrope_section must sum to head_dim / 2: split it 1/4, 3/8, 3/8 like 3B's [16, 24, 24]
-    section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
-    ids = tokenizer.convert_tokens_to_ids
-    text = dict(
-        vocab_size=len(tokenizer),
+    half = hidden_size // num_heads // 2  # mrope_section must sum to head_dim / 2: 1/4, 3/8, 3/8 like 3B's
+    section = (half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2)
+    sizes = QwenVLSizes(
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=2,
+        num_layers=num_layers,
+        num_heads=num_heads,
         max_position_embeddings=8192,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": section},
-        bos_token_id=None,
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
+        mrope_section=section,
+        rms_norm_eps=1e-5,  # transformers' default, which the tiny model has always used
+        vision_depth=vision_depth,
+        vision_hidden_size=vision_hidden_size,
+        vision_intermediate_size=2 * vision_hidden_size,
+        vision_num_heads=2,
+        fullatt_block_indexes=(vision_depth - 1,),
+        # A larger init than 3B's 0.02 keeps a 64-wide random model's outputs input-dependent (tests compare tokens).
+        initializer_range=1.0 / math.sqrt(hidden_size),
     )
-    vision = dict(
-        depth=vision_depth,
-        hidden_size=vision_hidden_size,
-        intermediate_size=2 * vision_hidden_size,
-        num_heads=2,
-        out_hidden_size=hidden_size,
-        fullatt_block_indexes=[vision_depth - 1],
-        patch_size=14,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        window_size=112,
-        tokens_per_second=2,
-    )
-    # A larger init than 3B's 0.02 keeps a 64-wide random model's outputs input-dependent (tests compare tokens).
-    init_std = 1.0 / math.sqrt(hidden_size)
-    text["initializer_range"] = init_std
-    vision["initializer_range"] = init_std
-    return Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=True,
-        initializer_range=init_std,
-    )
+    return qwen2_5_vl_config(tokenizer, len(tokenizer), sizes)
 
 
 def build_tiny_model(
@@ -247,10 +222,7 @@ def build_tiny_model(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels})
     processor = AutoVLAProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    codebook.with_metadata(model=f"tiny random Qwen2.5-VL, seed {seed}").save(out / CODEBOOK_FILENAME)
+    save_model_folder(out, model, processor, codebook.with_metadata(model=f"tiny random Qwen2.5-VL, seed {seed}"))
     size_mb = sum(p.stat().st_size for p in out.iterdir() if p.is_file()) / 1e6
     logger.info(
         "tiny model (%d params, vocab %d incl. %d actions, %.1f MB) written to %s in %.1f s",

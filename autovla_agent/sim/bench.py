@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from autovla_agent.sim.world.routes import load_routes
+from autovla_agent.sim.world.route_files import load_routes
 from autovla_agent.sim.world.simulation import World, WorldConfig
-from autovla_agent.sim.world.traffic import TrafficConfig
+from autovla_agent.sim.world.traffic_model import TrafficConfig
 
 logger = logging.getLogger(__name__)
 

@@ -11,13 +11,14 @@ from autovla_agent.adapters.navsim.convert import (
     NavsimAgentConfig,
     NavsimRunStats,
     command_from_one_hot,
-    constant_velocity_poses,
     load_navsim_vla_config,
     model_views,
     observation_from_agent_input,
     plan_to_poses,
     sensor_config_fields,
+    trajectory_times_s,
 )
+from autovla_agent.constant_velocity import constant_velocity_poses
 from autovla_agent.contract import NavCommand, Plan, PlanStatus
 
 VIEWS = ("front", "front_left", "front_right")
@@ -205,10 +206,12 @@ def test_plan_to_poses_wraps_heading():
     assert poses[-1, 2] == pytest.approx(3.6 - 2 * np.pi, abs=1e-5)
 
 
-def test_constant_velocity_poses_reverse_speed_stands_still():
-    np.testing.assert_allclose(constant_velocity_poses(3.0, 8, 0.5)[:, 0], 1.5 * np.arange(1, 9))
-    assert not constant_velocity_poses(-2.0, 8, 0.5).any()
-    assert not constant_velocity_poses(float("nan"), 8, 0.5).any()
+def test_constant_velocity_poses_at_navsim_times_reverse_speed_stands_still():
+    # What the agent returns for a scene whose planner raised: navsim's times, never reversing.
+    times_s = trajectory_times_s(8, 0.5)
+    np.testing.assert_allclose(constant_velocity_poses(3.0, times_s, min_speed_mps=0.0)[:, 0], 1.5 * np.arange(1, 9))
+    assert not constant_velocity_poses(-2.0, times_s, min_speed_mps=0.0).any()
+    assert not constant_velocity_poses(float("nan"), times_s, min_speed_mps=0.0).any()
 
 
 def test_navsim_run_stats_counts_fallbacks_and_errors():

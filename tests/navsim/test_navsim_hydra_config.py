@@ -70,7 +70,7 @@ def test_agent_yaml_keys_match_config_dataclass():
 
 
 def test_agent_yaml_keys_match_agent_constructor():
-    # navsim_agent imports navsim, so its constructor is read from the source instead of imported.
+    # adapters/navsim/agent.py imports navsim, so its constructor is read from the source instead of imported.
     source = Path(autovla_agent.__file__).parent.joinpath("adapters", "navsim", "agent.py").read_text(encoding="utf-8")
     cls = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == "AutoVLANavsimAgent")
     init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")

@@ -8,10 +8,10 @@ from autovla_agent.planners.autovla_vocab import (
     UnsafePickleError,
     codebook_from_corners,
     corners_to_poses,
+    load_autovla_pickle,
     safe_load_numpy_pickle,
 )
 from autovla_agent.planners.bicycle import rollout
-from autovla_agent.planners.codebook import load_autovla_pickle
 from autovla_agent.planners.se2 import box_corners, compose_poses, relative_poses
 from autovla_agent.planners.vehicle import VehicleParams
 

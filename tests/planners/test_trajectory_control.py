@@ -5,18 +5,9 @@ import pytest
 
 from autovla_agent.config_io import from_dict, to_dict
 from autovla_agent.planners.bicycle import step
-from autovla_agent.planners.control import (
-    PID,
-    ControlCommand,
-    ControlConfig,
-    LateralController,
-    LongitudinalConfig,
-    LongitudinalController,
-    PIDConfig,
-    TrajectoryTracker,
-    aim_point_on_path,
-)
+from autovla_agent.planners.control import ControlCommand, ControlConfig, TrajectoryTracker, aim_point_on_path
 from autovla_agent.planners.decoder import DecoderConfig
+from autovla_agent.planners.pid import PID, LateralController, LongitudinalConfig, LongitudinalController, PIDConfig
 from autovla_agent.planners.route import RouteConfig
 from autovla_agent.planners.vehicle import VehicleParams
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from autovla_agent.sensors import frames
+from autovla_agent.sensors import frames, latitude_sign
 
 TOWN15_REF = (41.50159462977912, 2.103768410783638)
 
@@ -244,9 +244,9 @@ def _fix(x, y, ref, flipped):
 @pytest.mark.parametrize("flipped", [False, True])
 def test_latitude_sign_resolver_decides_on_first_fix(flipped):
     route = [(120.0, 55.0), (150.0, 55.0), (150.0, 90.0)]
-    resolver = frames.LatitudeSignResolver(route, *TOWN15_REF)
+    resolver = latitude_sign.LatitudeSignResolver(route, *TOWN15_REF)
     sign = resolver.resolve(*_fix(120.3, 54.8, TOWN15_REF, flipped))
-    assert sign == (frames.LATITUDE_SIGN_FLIPPED if flipped else frames.LATITUDE_SIGN_ROUTE)
+    assert sign == (latitude_sign.LATITUDE_SIGN_FLIPPED if flipped else latitude_sign.LATITUDE_SIGN_ROUTE)
     assert resolver.is_resolved
     np.testing.assert_allclose(resolver.to_carla_xy(*_fix(140.0, 55.5, TOWN15_REF, flipped)), [140.0, 55.5], atol=1e-6)
 
@@ -254,19 +254,19 @@ def test_latitude_sign_resolver_decides_on_first_fix(flipped):
 def test_latitude_sign_resolver_waits_while_route_start_is_near_y_zero():
     # route[0] at y = 0.3 m: both signs put the first fix within a metre of it; moving south decides.
     route = [(100.0, 0.3), (100.0, 80.0)]
-    resolver = frames.LatitudeSignResolver(route, 0.0, 0.0)
+    resolver = latitude_sign.LatitudeSignResolver(route, 0.0, 0.0)
     assert resolver.resolve(*_fix(100.0, 0.3, (0.0, 0.0), True)) is None
     np.testing.assert_allclose(resolver.to_carla_xy(*_fix(100.0, 1.0, (0.0, 0.0), True)), [100.0, 1.0], atol=1e-6)
     assert resolver.latitude_sign is None
-    assert resolver.resolve(*_fix(100.0, 6.0, (0.0, 0.0), True)) == frames.LATITUDE_SIGN_FLIPPED
+    assert resolver.resolve(*_fix(100.0, 6.0, (0.0, 0.0), True)) == latitude_sign.LATITUDE_SIGN_FLIPPED
     np.testing.assert_allclose(resolver.to_carla_xy(*_fix(100.0, 40.0, (0.0, 0.0), True)), [100.0, 40.0], atol=1e-6)
 
 
 def test_latitude_sign_resolver_ignores_nan_fix_and_rejects_bad_route():
-    resolver = frames.LatitudeSignResolver([(0.0, 50.0)], 0.0, 0.0)
+    resolver = latitude_sign.LatitudeSignResolver([(0.0, 50.0)], 0.0, 0.0)
     assert resolver.resolve(float("nan"), 0.0) is None
     with pytest.raises(ValueError, match="route_xy_carla_m"):
-        frames.LatitudeSignResolver(np.zeros((0, 2)), 0.0, 0.0)
+        latitude_sign.LatitudeSignResolver(np.zeros((0, 2)), 0.0, 0.0)
 
 
 def test_latitude_sign_resolver_detects_carla_0916_gnss_projection():
@@ -276,8 +276,8 @@ def test_latitude_sign_resolver_detects_carla_0916_gnss_projection():
     start = carla.Location(x=60.0, y=-35.0, z=0.0)
     route = [(60.0, -35.0), (100.0, -35.0)]
     geo = carla_map.transform_to_geolocation(start)
-    resolver = frames.LatitudeSignResolver(route, *ref)
-    assert resolver.resolve(geo.latitude, geo.longitude) == frames.LATITUDE_SIGN_FLIPPED
+    resolver = latitude_sign.LatitudeSignResolver(route, *ref)
+    assert resolver.resolve(geo.latitude, geo.longitude) == latitude_sign.LATITUDE_SIGN_FLIPPED
     later = carla_map.transform_to_geolocation(carla.Location(x=90.0, y=-36.0, z=0.0))
     # 0.9.16 uses its own transverse Mercator: after the sign fix it agrees with the route formula to ~0.04 %.
     np.testing.assert_allclose(resolver.to_carla_xy(later.latitude, later.longitude), [90.0, -36.0], atol=0.1)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from autovla_agent.sim.scoring.infractions import EventType, TrafficEvent
 from autovla_agent.sim.scoring.results import ResultsFile, RouteOutcome, compute_global, make_route_record, route_name
-from autovla_agent.sim.scoring.route_scorer import EventType, TrafficEvent
 
 INFRACTION_KEYS = {
     "collisions_layout",

@@ -91,7 +91,7 @@ def test_runner_agent_raising_in_run_step_recorded_crashed_and_run_goes_on(tmp_p
     )
 
 
-def test_runner_unloadable_agent_and_failing_setup_keep_earlier_routes(tmp_path):
+def test_runner_unloadable_agent_on_resume_keeps_earlier_routes_and_crashes_the_entry(tmp_path):
     routes = write_routes(tmp_path / "r.xml", GOOD, GOOD, GOOD)
     good = write_agent(tmp_path / "braking_agent.py")
     code, data = run(tmp_path, routes, good)
@@ -104,13 +104,36 @@ def test_runner_unloadable_agent_and_failing_setup_keep_earlier_routes(tmp_path)
     broken = tmp_path / "broken_agent.py"
     broken.write_text("def get_entry_point(:\n")
     code, data = run(tmp_path, routes, str(broken), "--resume")
-    assert code == 0
+    assert code == 1
     assert data["_checkpoint"]["records"][0] == first
-    assert statuses(data)[1:] == ["Failed - Agent couldn't be set up"] * 2
+    assert statuses(data)[1:] == ["Failed - Agent couldn't be set up"]
+    assert data["_checkpoint"]["progress"] == [2, 3]
+    assert data["entry_status"] == "Crashed" and data["eligible"] is False
+    # Fixed: the resumed run drives the route the crashed one could not, and keeps the first.
+    code, data = run(tmp_path, routes, good, "--resume")
+    assert code == 0 and data["_checkpoint"]["records"][0] == first
+    assert statuses(data) == ["Failed - TickRuntime"] * 3 and data["entry_status"] == "Finished"
     assert data["_checkpoint"]["progress"] == [3, 3]
+
+
+def test_runner_setup_failing_on_the_first_route_stops_a_fresh_run(tmp_path):
+    routes = write_routes(tmp_path / "r.xml", GOOD, GOOD, GOOD)
     failing_setup = write_agent(tmp_path / "setup_agent.py", setup="raise ValueError('no config')")
     code, data = run(tmp_path, routes, failing_setup)
-    assert statuses(data) == ["Failed - Agent couldn't be set up"] * 3
+    assert code == 1
+    assert statuses(data) == ["Failed - Agent couldn't be set up"]
+    assert data["_checkpoint"]["progress"] == [1, 3]
+    assert data["entry_status"] == "Crashed" and data["eligible"] is False
+
+
+def test_runner_setup_failing_after_a_good_first_route_fails_that_route_only(tmp_path):
+    routes = write_routes(tmp_path / "r.xml", GOOD, GOOD, GOOD)
+    # The second agent instance of the run fails its setup (a module-level count of setup calls).
+    setup = "global CALLS; CALLS = globals().get('CALLS', 0) + 1\n        if CALLS == 2: raise ValueError('flaky')"
+    code, data = run(tmp_path, routes, write_agent(tmp_path / "flaky_agent.py", setup=setup))
+    assert code == 0
+    assert statuses(data) == ["Failed - TickRuntime", "Failed - Agent couldn't be set up", "Failed - TickRuntime"]
+    assert data["entry_status"] == "Finished" and data["_checkpoint"]["progress"] == [3, 3]
 
 
 def test_runner_unknown_town_and_off_road_route_recorded_simulation_crashed(tmp_path):

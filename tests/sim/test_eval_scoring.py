@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from autovla_agent.sim.scoring.route_scorer import EventType, RouteScorer, ScoringConfig, TrafficEvent, compute_scores
+from autovla_agent.sim.scoring.config import ScoringConfig
+from autovla_agent.sim.scoring.infractions import EventType, TrafficEvent, compute_scores
+from autovla_agent.sim.scoring.route_scorer import RouteScorer
 from autovla_agent.sim.world.lane_query import LaneGeometry, PolylineLanes, boxes_overlap, oriented_box_corners
 from autovla_agent.sim.world.simulation import ActorArrays, WorldSnapshot
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from autovla_agent.sim.expert import ExpertConfig, idm_accel_mps2, speed_profile_mps
+from autovla_agent.sim.expert import idm_accel_mps2, speed_profile_mps
+from autovla_agent.sim.expert_perception import ExpertConfig
 from autovla_agent.sim.runner import main
 
 EXPERT = "autovla_agent/sim/expert.py"

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from autovla_agent.sim.world.render import CameraRenderer, RenderConfig, bev_affine, world_to_bev_px
+from autovla_agent.sim.world.bev import bev_affine, world_to_bev_px
+from autovla_agent.sim.world.render import CameraRenderer, RenderConfig
 from autovla_agent.sim.world.simulation import ActorArrays, WorldSnapshot
 from autovla_agent.sim.world.town import Town
 

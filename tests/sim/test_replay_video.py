@@ -6,9 +6,11 @@ import carla
 import imageio.v3 as iio
 import numpy as np
 
-from autovla_agent.sim.replay.log import ReplayConfig, RouteRecorder, main, render_video
-from autovla_agent.sim.scoring.route_scorer import EventType, TrafficEvent
-from autovla_agent.sim.world.routes import load_routes
+from autovla_agent.sim.replay.cli import main
+from autovla_agent.sim.replay.log import ReplayConfig, RouteRecorder
+from autovla_agent.sim.replay.video import render_video
+from autovla_agent.sim.scoring.infractions import EventType, TrafficEvent
+from autovla_agent.sim.world.route_files import load_routes
 from autovla_agent.sim.world.simulation import World, WorldConfig
 
 CAMERA = {

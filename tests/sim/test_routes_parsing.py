@@ -3,17 +3,16 @@ import math
 import numpy as np
 import pytest
 
-from autovla_agent.sim.world.routes import (
-    RoadOption,
+from autovla_agent.sim.world.route_files import (
     RouteError,
     RouteSpec,
     convert_lb1_routes,
-    densify_route,
     load_routes,
     packaged_routes_dir,
     parse_routes_file,
     parse_subset,
 )
+from autovla_agent.sim.world.routes import RoadOption, densify_route
 from autovla_agent.sim.world.town import Town, UnknownTownError, available_towns
 
 LB1_XML = """<?xml version="1.0" encoding="UTF-8"?>

@@ -3,14 +3,8 @@ import numpy as np
 import pytest
 
 from autovla_agent.sensors import frames
-from autovla_agent.sim.world.routes import (
-    RoadOption,
-    densify_route,
-    downsample_route,
-    downsampled_plan,
-    global_plan,
-    load_routes,
-)
+from autovla_agent.sim.world.route_files import load_routes
+from autovla_agent.sim.world.routes import RoadOption, densify_route, downsample_route, downsampled_plan, global_plan
 from autovla_agent.sim.world.town import Town
 
 

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import shapely
 
-from autovla_agent.sim.world.routes import densify_route, load_routes
+from autovla_agent.sim.world.route_files import load_routes
+from autovla_agent.sim.world.routes import densify_route
 from autovla_agent.sim.world.simulation import ActorArrays, World, WorldConfig
 from autovla_agent.sim.world.town import Town
-from autovla_agent.sim.world.traffic import Traffic, TrafficConfig
+from autovla_agent.sim.world.traffic import Traffic
+from autovla_agent.sim.world.traffic_model import TrafficConfig
 
 # a closed block of Town01 lanes (~220 m): road, junction, road, ... back to the first lane
 LOOP = (5, 62, 50, 118, 19, 87, 43, 73)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from autovla_agent.sim.world.ego import EgoConfig, EgoVehicle
-from autovla_agent.sim.world.routes import load_routes
+from autovla_agent.sim.world.route_files import load_routes
 from autovla_agent.sim.world.simulation import World, WorldConfig
 
 DT = 0.05

@@ -6,10 +6,10 @@ import pytest
 
 from autovla_agent.sensors import frames
 from autovla_agent.sensors.rig import default_rig
-from autovla_agent.sim.world.routes import load_routes
+from autovla_agent.sim.world.route_files import load_routes
 from autovla_agent.sim.world.sensors import SensorSimConfig, SensorUnsupportedError
 from autovla_agent.sim.world.simulation import World, WorldConfig
-from autovla_agent.sim.world.traffic import TrafficConfig
+from autovla_agent.sim.world.traffic_model import TrafficConfig
 
 CAMERA = {
     "type": "sensor.camera.rgb",

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from autovla_agent.contract import NavCommand
+from autovla_agent.training.dataset_io import SampleWriter
 from autovla_agent.training.schema import (
     DatasetManifest,
     EgoRecord,
@@ -17,7 +18,6 @@ from autovla_agent.training.schema import (
     MetaAction,
     Sample,
     SampleSource,
-    SampleWriter,
     SceneState,
 )
 

@@ -8,7 +8,7 @@ from autovla_agent.planners.codebook import ActionCodebook
 from autovla_agent.training.codebook_cmd import build_from_dataset, hermite_dense
 from autovla_agent.training.codebook_cmd import main as codebook_main
 from autovla_agent.training.collect import CollectConfig, Collector
-from autovla_agent.training.schema import load_samples, read_manifest
+from autovla_agent.training.dataset_io import load_samples, read_manifest
 from autovla_agent.training.validate import validate_dataset
 
 

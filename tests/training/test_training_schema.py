@@ -1,7 +1,8 @@
 import json
 from pathlib import Path
 
-from autovla_agent.training.schema import SAMPLES_NAME, load_samples, sample_from_dict, sample_to_dict
+from autovla_agent.training.dataset_io import load_samples, sample_from_dict, sample_to_dict
+from autovla_agent.training.schema import SAMPLES_NAME
 from autovla_agent.training.validate import main as validate_main
 from autovla_agent.training.validate import validate_dataset
 

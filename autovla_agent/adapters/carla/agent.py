@@ -2,11 +2,11 @@
 
 ``AutoVLAAgent`` subclasses the leaderboard's ``AutonomousAgent`` when ``leaderboard.autoagents`` is importable
 (the evaluator, Bench2Drive) and ``adapters.carla.agent_base.AgentBase`` otherwise (embedded simulator, tests),
-so one class runs everywhere. Translation only: the route (``_global_plan_world_coord`` preferred, the GPS
-plan as fall-back) into the internal world frame, GNSS/IMU/speed into a pose (``gnss_localizer``), camera
-data into the core loop (``driving_loop``), and the loop's command into a ``carla.VehicleControl`` of plain,
-clipped, finite Python floats. The loaded model is cached per process (``load_vla``), so the evaluator's new
-agent per route reuses it; ``destroy()`` drops only per-route state.
+so one class runs everywhere. Translation only: the route (``global_plan``: ``_global_plan_world_coord``
+preferred, the GPS plan as fall-back) into the internal world frame, GNSS/IMU/speed into a pose
+(``loop.localizer``), camera data into the core loop (``loop.driving_loop``), and the loop's command into a
+``carla.VehicleControl`` of plain, clipped, finite Python floats. The loaded model is cached per process
+(``load_vla``), so the evaluator's new agent per route reuses it; ``destroy()`` drops only per-route state.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from autovla_agent.adapters.carla.agent_base import VehicleControl as _FallbackVehicleControl
-from autovla_agent.adapters.carla.agent_base import road_option_name
+from autovla_agent.adapters.carla.global_plan import route_from_global_plan
 from autovla_agent.config_io import ConfigError
-from autovla_agent.contract import NavCommand
+from autovla_agent.constant_velocity import ConstantVelocityPlanner
+from autovla_agent.contract import Planner
 from autovla_agent.loop.agent_config import AgentConfig, AgentConfigSpec, load_agent_config
-from autovla_agent.loop.driving_loop import ConstantVelocityPlanner, DrivingLoop, Planner, TickResult
+from autovla_agent.loop.driving_loop import DrivingLoop, TickResult
 from autovla_agent.loop.localizer import EgoEstimate, GnssLocalizer
 from autovla_agent.loop.recording import AgentReplayRecorder, MetricInfoWriter
 from autovla_agent.sensors import frames
@@ -45,17 +44,6 @@ except ImportError:
     from autovla_agent.adapters.carla.agent_base import Track
 
 logger = logging.getLogger(__name__)
-
-#: CARLA RoadOption name -> prompt command (VOID: follow the lane, as public agents do).
-ROAD_OPTION_TO_COMMAND = {
-    "LEFT": NavCommand.TURN_LEFT,
-    "RIGHT": NavCommand.TURN_RIGHT,
-    "STRAIGHT": NavCommand.GO_STRAIGHT,
-    "LANEFOLLOW": NavCommand.KEEP_FORWARD,
-    "CHANGELANELEFT": NavCommand.CHANGE_LANE_LEFT,
-    "CHANGELANERIGHT": NavCommand.CHANGE_LANE_RIGHT,
-    "VOID": NavCommand.KEEP_FORWARD,
-}
 
 
 def _unit(value: Any, default: float) -> float:
@@ -166,49 +154,22 @@ class AutoVLAAgent(AutonomousAgent):
 
     def _build_route_state(self, config: AgentConfig) -> None:
         """Route in world coordinates, localiser and loop, from the global plan (called on the first tick)."""
-        world_plan = self._global_plan_world_coord or []
-        gps_plan = self._global_plan or []
-        if world_plan:
-            xy_carla = np.array([[t.location.x, t.location.y] for t, _ in world_plan], dtype=np.float64)
-            options = [opt for _, opt in world_plan]
-            route_yaw = float(frames.carla_yaw_deg_to_world_rad(world_plan[0][0].rotation.yaw))
-            if gps_plan:
-                lat_ref, lon_ref = frames.georeference_from_route(
-                    gps_plan[0][0]["lat"], gps_plan[0][0]["lon"], xy_carla[0, 0], xy_carla[0, 1]
-                )
-            else:
-                lat_ref, lon_ref = frames.DEFAULT_LAT_REF_DEG, frames.DEFAULT_LON_REF_DEG
-                logger.warning("no GPS plan: assuming the leaderboard's default georeference %s, %s", lat_ref, lon_ref)
-        elif gps_plan:
-            # GPS fall-back: a local georeference at route[0] (x, y are then relative to the route start).
-            lat_ref, lon_ref = float(gps_plan[0][0]["lat"]), float(gps_plan[0][0]["lon"])
-            xs, ys = frames.gnss_to_carla_xy(
-                np.array([g["lat"] for g, _ in gps_plan]), np.array([g["lon"] for g, _ in gps_plan]), lat_ref, lon_ref
-            )
-            xy_carla = np.stack([np.atleast_1d(xs), np.atleast_1d(ys)], axis=-1)
-            options = [opt for _, opt in gps_plan]
-            d = frames.carla_to_world_xy(xy_carla[min(1, len(xy_carla) - 1)] - xy_carla[0])
-            route_yaw = math.atan2(d[1], d[0]) if np.hypot(*d) > 0.1 else None
-            logger.warning("no world-coordinate plan: following the GPS plan (%d points)", len(gps_plan))
-        else:
-            raise RuntimeError("no global plan: the evaluator calls set_global_plan() before the first tick")
-        commands = [ROAD_OPTION_TO_COMMAND.get(road_option_name(opt), NavCommand.KEEP_FORWARD) for opt in options]
+        route = route_from_global_plan(self._global_plan_world_coord or [], self._global_plan or [])
+        route_xy_world = frames.carla_to_world_xy(route.xy_carla_m)
         self._localizer = GnssLocalizer(
             config.localization,
-            route_xy_carla_m=xy_carla,
-            lat_ref_deg=lat_ref,
-            lon_ref_deg=lon_ref,
-            route_yaw_world_rad=route_yaw,
+            route_xy_carla_m=route.xy_carla_m,
+            lat_ref_deg=route.lat_ref_deg,
+            lon_ref_deg=route.lon_ref_deg,
+            route_yaw_world_rad=route.route_yaw_world_rad,
             rear_axle_offset_m=config.vehicle.rear_axle_offset_m,
         )
         assert self.planner is not None
-        self._loop = DrivingLoop(config, self.planner, frames.carla_to_world_xy(xy_carla), commands)
+        self._loop = DrivingLoop(config, self.planner, route_xy_world, route.commands)
         save_name = self.config_spec.save_name if self.config_spec is not None else ""
         config_path = str(self.config_spec.path) if self.config_spec is not None else ""
         if config.record_dir:
-            self._recorder = AgentReplayRecorder.for_route(
-                config, frames.carla_to_world_xy(xy_carla), config_path, save_name
-            )
+            self._recorder = AgentReplayRecorder.for_route(config, route_xy_world, config_path, save_name)
         if config.metric_info_dir:
             self._metric_writer = MetricInfoWriter.for_route(config, save_name, getattr(self, "get_metric_info", None))
 

@@ -6,19 +6,21 @@ Plan -> poses live in ``autovla_agent.adapters.navsim.convert`` (navsim-free, te
 Lifecycle inside navsim: every worker chunk instantiates the agent from ``agent/autovla.yaml`` and calls
 ``initialize()`` once, then ``compute_trajectory`` scene by scene. The model is loaded by ``load_vla``, which is
 cached per process, so a second agent in the same process reuses it. Because navsim has no end-of-run hook
-for agents, the plan-status summary (fallback count included) is logged every ``log_every_n_scenes`` scenes
-and once more from an ``atexit`` hook (``__del__`` is not reliable at interpreter shutdown, and a killed Ray
-worker runs neither, which the periodic line covers).
+for agents, each agent's plan-status summary (fallback count included) is logged every ``log_every_n_scenes``
+scenes and once more by a ``weakref.finalize`` when navsim drops the agent or at interpreter exit, whichever
+comes first (``__del__`` is not reliable at interpreter shutdown, and a killed Ray worker runs neither, which
+the periodic line covers).
 """
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import logging
 import time
+import weakref
 from typing import Any
 
+import numpy as np
 from navsim.agents.abstract_agent import AbstractAgent
 from navsim.common.dataclasses import AgentInput, SensorConfig, Trajectory
 from nuplan.planning.simulation.trajectory.trajectory_sampling import TrajectorySampling
@@ -26,13 +28,14 @@ from nuplan.planning.simulation.trajectory.trajectory_sampling import Trajectory
 from autovla_agent.adapters.navsim.convert import (
     NavsimAgentConfig,
     NavsimRunStats,
-    constant_velocity_poses,
     load_navsim_vla_config,
     model_views,
     observation_from_agent_input,
     plan_to_poses,
     sensor_config_fields,
+    trajectory_times_s,
 )
+from autovla_agent.constant_velocity import constant_velocity_poses
 from autovla_agent.policy.configuration import VLAConfig
 
 logger = logging.getLogger(__name__)
@@ -45,21 +48,14 @@ _TRAINING_HINT = (
     "with the PDM score as reward)"
 )
 _MAX_LOGGED_TRACEBACKS = 3  # planner exceptions after these are logged in one line each
-# Counters of every agent of this process, held strongly: navsim drops an agent when its chunk ends, long
-# before exit, and only these small objects (not the agent or its planner caches) must outlive it.
-_RUN_STATS: list[tuple[NavsimRunStats, list[Any]]] = []
 
 
-def _log_summaries_at_exit() -> None:
-    """Log the final plan-status summary of every agent of this process that planned at least one scene."""
-    for stats, planner_stats in _RUN_STATS:
-        if stats.scenes:
-            extra = planner_stats[0].as_dict() if planner_stats else {}
-            level = logging.WARNING if stats.fallbacks else logging.INFO
-            logger.log(level, "autovla navsim agent final summary: %s; planner %s", stats.summary(), extra)
-
-
-atexit.register(_log_summaries_at_exit)
+def _log_final_summary(stats: NavsimRunStats) -> None:
+    """Log one agent's final plan-status summary if it planned at least one scene."""
+    if stats.scenes:
+        extra = stats.planner_stats.as_dict() if stats.planner_stats is not None else {}
+        level = logging.WARNING if stats.fallbacks else logging.INFO
+        logger.log(level, "autovla navsim agent final summary: %s; planner %s", stats.summary(), extra)
 
 
 class AutoVLANavsimAgent(AbstractAgent):
@@ -101,8 +97,8 @@ class AutoVLANavsimAgent(AbstractAgent):
         self._sensor_fields = sensor_config_fields(self._agent_config.cameras, self._views, self._num_frames)
         self._planner: Any = None
         self.stats = NavsimRunStats()
-        self._planner_stats: list[Any] = []  # filled by initialize(); shared with the exit summary
-        _RUN_STATS.append((self.stats, self._planner_stats))
+        # The finalizer holds only the small stats (never the agent), so agents of finished chunks leave nothing.
+        self.final_summary = weakref.finalize(self, _log_final_summary, self.stats)
 
     def name(self) -> str:
         """The agent name navsim uses in logs and result files."""
@@ -116,7 +112,7 @@ class AutoVLANavsimAgent(AbstractAgent):
 
         start_s = time.monotonic()
         self._planner = VLAPlanner(self._vla_config)
-        self._planner_stats.append(self._planner.stats)
+        self.stats.planner_stats = self._planner.stats
         logger.info(
             "autovla agent ready in %.1f s: views %s -> %s, %d frames at 2 Hz, output %d poses x %.2f s",
             time.monotonic() - start_s,
@@ -154,7 +150,9 @@ class AutoVLANavsimAgent(AbstractAgent):
                 logger.exception("planner raised; using a constant-velocity trajectory for this scene")
             else:
                 logger.error("planner raised again; using a constant-velocity trajectory for this scene")
-            poses = constant_velocity_poses(obs.ego.speed_mps, num_poses, interval_s)
+            # Never a reversing stand-in trajectory: a negative speed stands still.
+            times_s = trajectory_times_s(num_poses, interval_s)
+            poses = constant_velocity_poses(obs.ego.speed_mps, times_s, min_speed_mps=0.0).astype(np.float32)
             status = None
         self.stats.record(status, time.monotonic() - start_s)
         if self.stats.scenes % self._agent_config.log_every_n_scenes == 0:

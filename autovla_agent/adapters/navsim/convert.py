@@ -265,14 +265,6 @@ def plan_to_poses(plan: Plan, num_poses: int, interval_s: float) -> np.ndarray:
     return poses.astype(np.float32)
 
 
-def constant_velocity_poses(speed_mps: float, num_poses: int, interval_s: float) -> np.ndarray:
-    """Straight-ahead poses float32 (num_poses, 3) at a constant speed (negative speeds clamp to standing still)."""
-    speed = float(speed_mps) if np.isfinite(speed_mps) else 0.0
-    poses = np.zeros((num_poses, 3), dtype=np.float32)
-    poses[:, 0] = max(speed, 0.0) * trajectory_times_s(num_poses, interval_s)
-    return poses
-
-
 @dataclass(slots=True)
 class NavsimRunStats:
     """Running counts of one agent's scenes: plan statuses, planner exceptions and planning time."""
@@ -282,6 +274,7 @@ class NavsimRunStats:
     statuses: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in PlanStatus})
     plan_time_s: float = 0.0
     started_s: float = field(default_factory=time.monotonic)
+    planner_stats: Any = None  # the VLA planner's PlannerStats once built: a few counters, no model or caches
 
     def record(self, status: PlanStatus | None, plan_time_s: float) -> None:
         """Count one scene; ``status`` None means the planner raised and a constant-velocity plan was used."""

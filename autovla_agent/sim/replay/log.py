@@ -11,10 +11,10 @@ Log folder of one route (``<record dir>/<route name>/``), written during the run
 - ``camera_NNNNN.npz``: camera frames (K, H, W, 3) uint8 RGB, compressed, ``index`` (K,).
 
 The video (``<record dir>/<route name>.mp4``, GIF where no ffmpeg encoder is available; drawn by
-``replay_video.py``) shows the agent's first camera beside the bird's-eye view of E1's renderer (lanes, route,
-vehicles, the planned trajectory) and a panel with speed, steer/throttle/brake, route completion, the thinking
-mode, plan status and reasoning text of the latest replan; infractions are flagged (red frame and banner) when
-they happen.
+``autovla_agent.sim.replay.video``) shows the agent's first camera beside the bird's-eye view of E1's renderer
+(lanes, route, vehicles, the planned trajectory) and a panel with speed, steer/throttle/brake, route completion,
+the thinking mode, plan status and reasoning text of the latest replan; infractions are flagged (red frame and
+banner) when they happen.
 
 Agent hooks (optional attributes read after every tick; document for agent authors):
 - ``agent.last_plan_record``: dict of the latest replan, a NEW dict object (or a new ``time_s``) per replan:
@@ -24,12 +24,12 @@ Agent hooks (optional attributes read after every tick; document for agent autho
 - ``agent.last_step_record``: any JSON-serialisable dict of what the agent used this tick (the expert's
   privileged state); stored as ``agent`` in the step line.
 
-Re-render: ``python -m autovla_agent.sim.replay.log LOGDIR`` (a route log folder or a record folder of them).
+Re-render: ``autovla-replay LOGDIR`` (``autovla_agent.sim.replay.cli``; a route log folder or a record folder of
+them).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -45,7 +45,7 @@ from autovla_agent.sim.config_checks import require_at_least
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrameStore", "ReplayConfig", "RouteRecorder", "load_log", "main", "render_video"]
+__all__ = ["FrameStore", "ReplayConfig", "RouteRecorder", "load_log"]
 
 _PLAN_KEYS = ("time_s", "poses_world", "thinking_mode", "reasoning", "status", "status_reason", "command")
 
@@ -261,47 +261,3 @@ class FrameStore:
                 pos = np.flatnonzero(self._cached[2] == k)
                 return self._cached[1][pos[0]] if len(pos) else None
         return None
-
-
-def render_video(log_dir: str | Path, out_path: str | Path | None = None, config: ReplayConfig | None = None) -> Path:
-    """Render the replay video of one route log; return the written file (``.mp4`` or ``.gif``).
-
-    The drawing lives in ``autovla_agent.sim.replay.video`` (imported on use: it reads this module's log format).
-    """
-    from autovla_agent.sim.replay import video as replay_video
-
-    return replay_video.render_video(log_dir, out_path, config)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: re-render replay videos from recorded route logs (``autovla-replay LOGDIR``)."""
-    parser = argparse.ArgumentParser(prog="autovla-replay", description=__doc__.splitlines()[0])
-    parser.add_argument("logdir", help="a route log folder (meta.json + steps.jsonl) or a --record folder of them")
-    parser.add_argument("--out", default=None, help="output folder (default: beside each route log folder)")
-    parser.add_argument("--format", choices=("mp4", "gif"), default="mp4")
-    parser.add_argument("--fps", type=float, default=10.0)
-    args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    root = Path(args.logdir)
-    logs = [root] if (root / "meta.json").is_file() else sorted(p.parent for p in root.glob("*/meta.json"))
-    if not logs:
-        logger.error("%s holds no route logs (folders with meta.json and steps.jsonl)", root)
-        return 2
-    config = ReplayConfig(video_format=args.format, fps=args.fps)
-    failed = 0
-    for log in logs:
-        out = None
-        if args.out:
-            out = Path(args.out) / log.name
-            out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            render_video(log, out, config)
-        except (OSError, ValueError) as exc:
-            logger.error("cannot render %s: %s", log, exc)
-            failed += 1
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from autovla_agent.sim.scoring.config import ScoringConfig
 from autovla_agent.sim.scoring.infractions import LAYOUT_ACTOR_ID, EventType, TrafficEvent
 from autovla_agent.sim.world.lane_query import (
     LaneQuery,
@@ -25,9 +26,6 @@ from autovla_agent.sim.world.lane_query import (
     cumulative_distance_m,
     oriented_box_corners,
 )
-
-if TYPE_CHECKING:
-    from autovla_agent.sim.scoring.route_scorer import ScoringConfig
 
 __all__ = ["CollisionTest", "EgoTick", "MinSpeedRouteTest", "OutsideRouteLanesTest", "RoutePath", "carla_at"]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autovla_agent.sim.scoring.route_scorer import (
+from autovla_agent.sim.scoring.infractions import (
     INFRACTION_KEYS,
     ROUTE_TIMEOUT_KEY,
     EventType,
@@ -38,6 +38,7 @@ from autovla_agent.sim.scoring.route_scorer import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "AGENT_SETUP_CRASH",
     "FAILURE_MESSAGES",
     "RouteOutcome",
     "ResultsFile",
@@ -56,6 +57,10 @@ FAILURE_MESSAGES = {
     "Agent_init": ("Started", "Agent couldn't be set up"),
     "Agent_runtime": ("Started", "Agent crashed"),
 }
+# An agent that cannot be set up before any agent of the run was (a broken agent file or --agent-config) can drive
+# no route: the run stops there, as Bench2Drive's evaluator stops on a failed setup, and the entry is marked
+# crashed (not eligible) rather than finishing with every route at 0. Later setup failures use "Agent_init".
+AGENT_SETUP_CRASH = ("Crashed", FAILURE_MESSAGES["Agent_init"][1])
 SENSOR_ICONS = {
     "sensor.camera.rgb": "carla_camera",
     "sensor.lidar.ray_cast": "carla_lidar",
@@ -310,10 +315,24 @@ class ResultsFile:
             if record.get("route_id") != route_ids[done] or record.get("status", "Started") == "Started":
                 break
             done += 1
+        if done and self._stopped_on_agent_setup(data, records[done - 1]):
+            done -= 1
+            logger.info("the last run stopped because the agent could not be set up: running %s again", route_ids[done])
         self.records = [dict(r) for r in records[:done]]
         self.sensors = list(data.get("sensors") or [])
         self.progress = [done, len(route_ids)]
         return done
+
+    @staticmethod
+    def _stopped_on_agent_setup(data: dict[str, Any], last_record: dict[str, Any]) -> bool:
+        """Whether a file was left by a run that stopped at ``last_record`` because no agent could be set up.
+
+        Such a run has no global values (it never finished) and the crashed entry status; its last route was never
+        driven, so a resumed run drives it instead of keeping its 0.
+        """
+        entry, reason = AGENT_SETUP_CRASH
+        stopped = data.get("entry_status") == entry and not data.get("values")
+        return stopped and last_record.get("status") == f"Failed - {reason}"
 
     def start(self, total_routes: int) -> None:
         """Begin a fresh run: no records, progress ``[0, total]``; the file is overwritten on save."""

@@ -30,10 +30,12 @@ import numpy as np
 
 from autovla_agent.sim.world.ego import EgoConfig, EgoVehicle
 from autovla_agent.sim.world.render import CameraRenderer, RenderConfig
-from autovla_agent.sim.world.routes import DenseRoute, RouteError, RouteSpec, densify_route, global_plan
+from autovla_agent.sim.world.route_files import RouteError, RouteSpec
+from autovla_agent.sim.world.routes import DenseRoute, densify_route, global_plan
 from autovla_agent.sim.world.sensors import SensorSimConfig, SensorSimulator
 from autovla_agent.sim.world.town import Town
-from autovla_agent.sim.world.traffic import Traffic, TrafficConfig
+from autovla_agent.sim.world.traffic import Traffic
+from autovla_agent.sim.world.traffic_model import TrafficConfig
 
 logger = logging.getLogger(__name__)
 

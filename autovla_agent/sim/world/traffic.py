@@ -9,7 +9,7 @@ speed drops before curves (lateral acceleration limit). Where two vehicles block
 or crosswise (crossing, merging), the one nearer the conflict goes first (ties: lower id); traffic always
 yields to the ego. At junctions, a vehicle stops before the conflict zone of crossing or merging lanes for one
 that gets there first (the ego included, through its route). The perception lives in ``traffic_perception.py``,
-the spawn placement in ``traffic_spawn.py``.
+the spawn placement in ``traffic_spawn.py``, the IDM parameters and law in ``traffic_model.py``.
 
 Stopped obstacles: a route's ``<obstacles>`` are placed in their lane and held for ``hold_s`` (parked when
 infinite); ``TrafficConfig.num_parked`` adds vehicles parked at the kerb along the route, just outside the lane.
@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from autovla_agent.sim.config_checks import require_at_least
 from autovla_agent.sim.world.lane_arrays import lane_arrays
 from autovla_agent.sim.world.town import Town
+from autovla_agent.sim.world.traffic_model import TrafficConfig, idm_acceleration
 from autovla_agent.sim.world.traffic_perception import (
     EGO_ID,
     Boxes,
@@ -37,60 +36,13 @@ from autovla_agent.sim.world.traffic_perception import (
     junction_yield,
     path_ahead,
 )
-from autovla_agent.sim.world.traffic_spawn import free_slots, kerb_parking_poses
+from autovla_agent.sim.world.traffic_spawn import free_slots, kerb_parking_poses, obstacle_placement
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PATH_LANES", "Traffic", "TrafficConfig"]
+__all__ = ["PATH_LANES", "Traffic"]
 
 PATH_LANES = 6  # lanes a vehicle knows ahead (current + 5 chosen)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TrafficConfig:
-    """Background traffic: count, placement and IDM parameters (SI units)."""
-
-    num_vehicles: int = 20
-    num_parked: int = 0  # vehicles parked at the kerb along the route (outside the lane)
-    spawn_radius_m: float = 120.0  # spawn on lanes that come this close to the route
-    spawn_spacing_m: float = 12.0  # spawn slots along a lane
-    min_ego_distance_m: float = 25.0  # no spawn this close to the ego's start
-    recycle_distance_m: float = 160.0  # a vehicle this far from the ego respawns near it (0: never)
-    desired_speed_mps: tuple[float, float] = (6.0, 8.5)  # uniform range per vehicle (Town01/02 limit 30 km/h)
-    max_accel_mps2: float = 1.5  # IDM a
-    comfort_decel_mps2: float = 2.0  # IDM b
-    max_decel_mps2: float = 8.0  # hard clamp of IDM braking
-    time_headway_s: float = 1.2  # IDM T
-    min_gap_m: float = 2.5  # IDM s0
-    max_lateral_accel_mps2: float = 2.0  # curve speed limit
-    perception_period_ticks: int = 2  # leader search every N ticks (10 Hz at 20 Hz); gaps propagated between
-    lookahead_m: float = 40.0
-    sample_spacing_m: float = 2.5
-    vehicle_length_m: tuple[float, float] = (4.2, 5.2)
-    vehicle_width_m: tuple[float, float] = (1.8, 2.1)
-    vehicle_height_m: tuple[float, float] = (1.4, 1.7)
-
-    def __post_init__(self) -> None:
-        """Validate counts and ranges."""
-        require_at_least(self, ("num_vehicles", "num_parked"), 0)
-        require_at_least(self, ("perception_period_ticks",), 1)
-        for name in ("desired_speed_mps", "vehicle_length_m", "vehicle_width_m", "vehicle_height_m"):
-            lo, hi = getattr(self, name)
-            if not 0.0 <= lo <= hi:
-                raise ValueError(
-                    f"TrafficConfig.{name}={getattr(self, name)} must be (low, high) with 0 <= low <= high"
-                )
-        names = (
-            "spawn_spacing_m",
-            "max_accel_mps2",
-            "comfort_decel_mps2",
-            "max_decel_mps2",
-            "time_headway_s",
-            "lookahead_m",
-            "sample_spacing_m",
-            "max_lateral_accel_mps2",
-        )
-        require_at_least(self, names, 0.0, strict=True)
 
 
 class Traffic:
@@ -259,23 +211,18 @@ class Traffic:
 
     def _add_obstacle(self, ob: Any) -> None:
         """A route obstacle: held in its lane for ``hold_s`` (parked forever when inf), or static off the lanes."""
-        from autovla_agent.sensors import frames
-
-        xy = frames.carla_to_world_xy((ob.x, ob.y))
-        yaw = float(frames.carla_yaw_deg_to_world_rad(ob.yaw_deg))
-        lp = self.town.locate(xy, yaw, max_distance_m=1.5)
-        parked = math.isinf(ob.hold_s)
-        if lp is None:
-            self._append_parked((float(xy[0]), float(xy[1]), yaw))
+        lane_s, pose = obstacle_placement(self.town, ob)
+        if lane_s is None:
+            self._append_parked(pose)
             return
         v0 = float(self.rng.uniform(*self.config.desired_speed_mps))
         self._append(
-            lane_seq=self._lane_sequence(lp.lane),
-            s=lp.s_m,
+            lane_seq=self._lane_sequence(lane_s[0]),
+            s=lane_s[1],
             speed=0.0,
             v0=v0,
             on_lane=True,
-            parked=parked,
+            parked=math.isinf(ob.hold_s),
             hold_until=float(ob.hold_s),
         )
 
@@ -383,15 +330,8 @@ class Traffic:
         if self._ego_speed is not None:
             lead_v = np.where(ref == 0, self._ego_speed * self._lead_cos[idx], lead_v)
         v0 = np.minimum(self.v0_mps[idx], self._v_allow[idx])
-        v = self.speed_mps[idx]
-        a, b = cfg.max_accel_mps2, cfg.comfort_decel_mps2
-        s_star = cfg.min_gap_m + np.maximum(0.0, v * cfg.time_headway_s + v * (v - lead_v) / (2 * math.sqrt(a * b)))
-        interaction = np.where(np.isfinite(lead_gap), (s_star / np.maximum(lead_gap, 0.1)) ** 2, 0.0)
-        free = (v / np.maximum(v0, 0.1)) ** 4
-        accel = a * (1.0 - free - interaction)
         held = self.parked[idx] | (self.hold_until_s[idx] > self.time_s)
-        accel = np.where(held, -cfg.max_decel_mps2, accel)
-        return np.minimum(np.maximum(accel, -cfg.max_decel_mps2), a)
+        return idm_acceleration(self.speed_mps[idx], v0, lead_v, lead_gap, held, cfg)
 
     def _yield_gap(
         self, idx: np.ndarray, seq: np.ndarray, start: np.ndarray, half_len: np.ndarray, ego_box: Any = None

@@ -1,4 +1,4 @@
-"""Where background vehicles are placed: free spawn slots on road lanes and kerb-parking poses along a route.
+"""Where background vehicles are placed: free spawn slots, kerb-parking poses along a route, route obstacles.
 
 Pure functions of the town, the route and a seeded ``numpy.random.Generator`` (runs repeat exactly); world frame
 (x east, y north, yaw CCW rad), metres.
@@ -7,13 +7,15 @@ Pure functions of the town, the route and a seeded ``numpy.random.Generator`` (r
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from autovla_agent.sensors import frames
 from autovla_agent.sim.world.lane_arrays import LaneArrays
 from autovla_agent.sim.world.town import Town
 
-__all__ = ["free_slots", "kerb_parking_poses"]
+__all__ = ["free_slots", "kerb_parking_poses", "obstacle_placement"]
 
 _MIN_SLOT_CLEARANCE_M = 10.0  # a slot this close to a vehicle is taken
 
@@ -76,3 +78,16 @@ def kerb_parking_poses(
         off = 0.5 * float(np.interp(s, ln.s_m, ln.width_m)) + 0.15 + 0.5 * vehicle_width_m
         poses.append((float(xy[0] + math.sin(yaw) * off), float(xy[1] - math.cos(yaw) * off), float(yaw)))
     return poses
+
+
+def obstacle_placement(town: Town, obstacle: Any) -> tuple[tuple[int, float] | None, tuple[float, float, float]]:
+    """Where a route's ``ObstacleSpec`` stands: ``(lane, s)`` when it is in a lane (1.5 m, heading kept), and its pose.
+
+    The pose (x_m, y_m, yaw_rad) is the world-frame box centre converted from the route's CARLA coordinates; an
+    obstacle outside every lane is placed there, off the lanes.
+    """
+    xy = frames.carla_to_world_xy((obstacle.x, obstacle.y))
+    yaw = float(frames.carla_yaw_deg_to_world_rad(obstacle.yaw_deg))
+    lp = town.locate(xy, yaw, max_distance_m=1.5)
+    pose = (float(xy[0]), float(xy[1]), yaw)
+    return (None if lp is None else (lp.lane, lp.s_m)), pose
