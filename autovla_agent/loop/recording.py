@@ -1,7 +1,7 @@
 """Per-step logs of the CARLA agent: route replays in the embedded simulator's format, Bench2Drive metric info.
 
 Replays reuse ``autovla_agent.sim.replay.log.RouteRecorder`` (``meta.json``, ``steps.jsonl``, ``camera_*.npz``), so
-``python -m autovla_agent.sim.replay.log <record_dir>/<route>`` renders a video of a real CARLA run too: the agent
+``autovla-replay <record_dir>/<route>`` renders a video of a real CARLA run too: the agent
 knows only its own localised pose, so the bird's-eye view shows the ego, its route and its plans, no traffic.
 Bench2Drive's comfort and efficiency tools read ``metric_info.json`` (one entry per step from the Bench2Drive
 base class's ``get_metric_info()``), written here every ``flush_every`` steps and when the route ends.

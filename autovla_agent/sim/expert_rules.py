@@ -92,7 +92,9 @@ class ExpertRules:
         """Route arc length for the ego centre inside the zone the stop criterion counts, near the line."""
         route = self.world.route
         s = np.arange(s_line - 9.0, s_line + 3.0, 0.25)
-        xy = np.stack([np.interp(s, route.s_m, route.xy_world_m[:, 0]), np.interp(s, route.s_m, route.xy_world_m[:, 1])], -1)
+        xy = np.stack(
+            [np.interp(s, route.s_m, route.xy_world_m[:, 0]), np.interp(s, route.s_m, route.xy_world_m[:, 1])], -1
+        )
         ok = np.zeros(len(s), bool)
         for i, p in enumerate(xy):
             found = lane_waypoints_ahead(self.world.town, p)
@@ -162,7 +164,9 @@ class ExpertRules:
         return not can_clear and d > v * v / (2.0 * cfg.max_decel_mps2)
 
     # ------------------------------------------------------------------ pedestrians
-    def walker_obstacle(self, path_xy: np.ndarray, path_s: np.ndarray, s0_rear: float, front_m: float) -> Obstacle | None:
+    def walker_obstacle(
+        self, path_xy: np.ndarray, path_s: np.ndarray, s0_rear: float, front_m: float
+    ) -> Obstacle | None:
         """The nearest pedestrian in the corridor ahead or about to cross it."""
         walkers = getattr(self.world, "walkers", None)
         if walkers is None or len(walkers) == 0:

@@ -56,8 +56,10 @@ def signal_gaps(
         la: the town's packed lanes (junction flags).
         signals: the town's signals.
         head_state: (H,) current light states.
-        seq: (n, L) lane sequences; ``start_m`` (n, L) distance from each centre to each lane's start.
-        half_len_m: (n,) half lengths; ``speed_mps`` (n,).
+        seq: (n, L) lane sequences.
+        start_m: (n, L) distance from each vehicle centre to the start of each lane of its sequence.
+        half_len_m: (n,) half lengths.
+        speed_mps: (n,) speeds.
         stopped_zone: (n,) the stop zone each vehicle already stood at (-1: none).
         lookahead_m: lines farther than this are ignored.
         min_gap_m: the IDM standstill gap (the returned gap includes it, so vehicles stop at the line).

@@ -186,9 +186,17 @@ class Walkers:
         self._update_poses()
 
     # ----- simulation -----
-    def _lookup(self, s_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(x, y, heading of the path direction) at arc lengths ``s_m`` (W,) of each walker's path."""
-        g = self._base + np.clip(s_m, 0.0, self.path_length_m)
+    def lookup_row(self, row: int, s_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, heading of the path direction) at arc lengths ``s_m`` (K,) of walker ``row``'s path."""
+        s = np.asarray(s_m, np.float64)
+        return self._lookup(s, np.full(s.shape, row, np.int64))
+
+    def _lookup(self, s_m: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, heading of the path direction) at arc lengths ``s_m`` of each walker's (or ``rows``') path."""
+        base, length = (
+            (self._base, self.path_length_m) if rows is None else (self._base[rows], self.path_length_m[rows])
+        )
+        g = base + np.clip(s_m, 0.0, length)
         i = np.clip(np.searchsorted(self._s, g, side="right"), 1, len(self._s) - 1)
         i0 = i - 1
         span = np.maximum(self._s[i] - self._s[i0], 1e-9)
