@@ -16,7 +16,10 @@ test: setup  ## lint and run the whole test suite
 	@$(VENV)/ruff format --check .
 	@$(VENV)/pytest -q
 
+check-install: setup  ## install the wheel beside navsim v1.1 / Bench2Drive / numpy 2 pins (also part of `make test`)
+	@$(VENV)/python scripts/check_install.py
+
 lint:  ## ruff check and format check only
 	@$(VENV)/ruff check . && $(VENV)/ruff format --check .
 
-.PHONY: help setup demo test lint
+.PHONY: help setup demo test check-install lint

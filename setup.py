@@ -27,12 +27,13 @@ setup(
     # Bench2Drive (Python 3.10, carla 0.9.15) without changing what they pinned. constraints/ holds those
     # environments' pins; tests/install/ resolves against them on every `make test`.
     install_requires=[
-        # Supported range: 2.5 (what transformers 5.x needs) up to the tested 2.13. A torch already installed in
-        # that range is kept; install torch first (the build you want) and pip never swaps it.
-        "torch>=2.5,<3",
-        "transformers>=5.10.4,<6",
+        # Supported range: 2.6 (what transformers 5.20 and later need at run time; their metadata does not say so)
+        # up to 2.13, the release tested. A torch already installed in that range is kept: install torch first
+        # (the build you want) and pip never swaps it.
+        "torch>=2.6,<3",
+        "transformers>=5.10.4,<5.40",  # 5.40 drops the past_key_values argument the decoding loop passes
         "safetensors>=0.4",
-        "numpy>=1.24",  # numpy 1.x (navsim, Bench2Drive) and 2.x; nothing here requires numpy>=2
+        "numpy>=1.23",  # 1.x (navsim v1.1 pins 1.23.4; Bench2Drive) and 2.x; nothing here requires numpy>=2
         "pyyaml>=6",
         "pillow>=10",
         "shapely>=2",
@@ -54,6 +55,8 @@ setup(
         "quant": ["bitsandbytes>=0.45", "accelerate>=1.5"],
         "train": ["trl==1.16.0", "peft>=0.13", "datasets>=3", "accelerate>=1.5"],
         "navsim": ["hydra-core>=1.2"],
+        # Scale-out (--workers N, the multi-server leaderboard runner): routes as tasks on Ray workers.
+        "ray": ["ray>=2.9"],
         # Our own .venv (scripts/setup_env.sh dev): torch 2.13.0 is installed before these.
         "dev": [
             "pytest>=8",
@@ -66,6 +69,7 @@ setup(
             "peft>=0.13",
             "datasets>=3",
             "accelerate>=1.5",
+            "ray==2.60.0",
         ],
     },
     entry_points={

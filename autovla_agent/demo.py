@@ -49,8 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="agent YAML (packaged name or path); default: the model folder's agent_config.yaml or autovla_tiny",
     )
+    p.add_argument(
+        "--maps-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder of <town>.xodr files for other towns (CARLA_ROOT/CarlaUE4/Content/Carla/Maps/OpenDrive)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of traffic and sensor noise")
     p.add_argument("--resume", action="store_true", help="skip routes already in the results file")
+    p.add_argument("--workers", type=int, default=1, help="routes in parallel on this many Ray workers (ray extra)")
+    p.add_argument("--ray-address", default="", help="join this Ray cluster instead of starting a local Ray")
     return p
 
 
@@ -85,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli += ["--routes-subset", args.routes_subset]
     if args.resume:
         cli += ["--resume"]
+    for folder in args.maps_dir:
+        cli += ["--maps-dir", folder]
+    cli += ["--workers", str(args.workers)] + (["--ray-address", args.ray_address] if args.ray_address else [])
     code = runner.main(cli)
     videos = sorted(str(p) for p in replays.rglob("*") if p.suffix in (".mp4", ".gif"))
     logger.info("results JSON: %s", results)

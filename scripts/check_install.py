@@ -16,10 +16,11 @@ numpy2         dry run (``pip install --dry-run --report``), Python 3.11: a fres
                [opencv] and [navsim] extras under constraints/numpy2-py311.txt: numpy stays 2.x, one cv2 wheel.
 numpy1-opencv  dry run, Python 3.11: numpy 1.26.4 without any cv2, plus the [opencv] extra: numpy stays 1.x.
 bench2drive    dry run, Python 3.10: constraints/bench2drive-py310.txt (carla 0.9.15, numpy 1.26.4,
-               opencv-python, torch 2.5.1: the lowest declared torch) plus the [carla] extra: all kept.
+               opencv-python, torch 2.6.0: the lowest declared torch) plus the [carla] extra: all kept.
                Without a Python 3.10 interpreter pip resolves for 3.10 from this one (``--python-version``).
 
-Every figure (versions before and after, pip check, seconds) is printed; exit status 0 when all pass.
+Every figure (versions before and after, pip check, seconds) is printed. Exit status: 0 all passed, 1 one
+failed, 3 none failed but one could not run here (no such interpreter, or torch would be a CUDA download).
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class CheckError(Exception):
     """A scenario's expectation that did not hold."""
 
 
+class ScenarioSkipped(Exception):  # noqa: N818  (not an error: the scenario cannot run on this machine)
+    """A scenario that cannot run here (no such interpreter, or it would download a CUDA torch)."""
+
+
 @dataclass
 class Scenario:
     """One environment: how it is built and what must hold after installing the wheel into it."""
@@ -95,6 +100,7 @@ class Scenario:
     log: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
+    skipped: str = ""
 
 
 SCENARIOS = {
@@ -215,11 +221,23 @@ def pip_check(venv_python: Path, log: list[str]) -> list[str]:
     return [ln for ln in done.stdout.splitlines() if ln.strip() and "No broken requirements" not in ln]
 
 
+def _require_local_torch(venv_python: Path, version: str, report: Path, log: list[str]) -> None:
+    """Skip unless pip takes torch==version from a local wheel: from the index it is a CUDA build of GBs."""
+    args = ["install", "-q", "--dry-run", "--no-deps", "--report", str(report), f"torch=={version}"]
+    run(pip(venv_python, *args), log)
+    url = json.loads(report.read_text())["install"][0]["download_info"]["url"]
+    log.append(f"torch {version} from {url}")
+    if not url.startswith("file:"):
+        raise ScenarioSkipped(f"torch=={version} is not a local wheel here (pip would download {url})")
+
+
 def run_real(sc: Scenario, venv_python: Path, wheel: Path, work: Path) -> None:
     """Build the stand-in environment, install the wheel into it and check what changed."""
     cons = CONSTRAINTS / sc.constraints
     pins = read_pins(cons)
     env_reqs = sc.env_requirements or [f"{n}=={v}" for n, v in pins.items()]
+    if "torch" in pins:
+        _require_local_torch(venv_python, pins["torch"], work / f"{sc.name}-torch.json", sc.log)
     run(pip(venv_python, "install", "-q", "--no-compile", "-c", str(cons), *env_reqs), sc.log)
     before = installed(venv_python, sc.log)
     check_before = pip_check(venv_python, sc.log)
@@ -303,7 +321,7 @@ def run_scenario(sc: Scenario, wheel: Path, work: Path, python310: str | None) -
         emulate = None
         if interpreter is None:
             if sc.real:
-                raise CheckError(f"needs a Python {sc.python} interpreter (none found)")
+                raise ScenarioSkipped(f"needs a Python {sc.python} interpreter (none found)")
             interpreter, emulate = find_python("3.11", None) or sys.executable, sc.python
             sc.log.append(f"no Python {sc.python} here: resolving for {sc.python} with --python-version")
         venv = work / sc.name
@@ -315,6 +333,8 @@ def run_scenario(sc: Scenario, wheel: Path, work: Path, python310: str | None) -
             run_dry(sc, venv_python, wheel, work, emulate)
     except CheckError as exc:
         sc.error = str(exc)
+    except ScenarioSkipped as exc:
+        sc.skipped = str(exc)
     except Exception as exc:  # noqa: BLE001  (report every scenario, whatever broke)
         sc.error = f"{type(exc).__name__}: {exc}"
     sc.seconds = time.perf_counter() - start
@@ -365,15 +385,18 @@ def main(argv: list[str] | None = None) -> int:
             t.join()
         for sc in chosen:
             kind = "install" if sc.real else "dry run"
-            status = "FAIL" if sc.error else "ok"
+            status = "FAIL" if sc.error else "SKIPPED" if sc.skipped else "ok"
             say(f"\n== {sc.name} ({kind}, Python {sc.python}): {status}, {sc.seconds:.1f} s")
             for line in sc.log:
                 say(f"   {line}")
-            if sc.error:
-                say("   " + sc.error.replace("\n", "\n   "))
+            if sc.error or sc.skipped:
+                say("   " + (sc.error or sc.skipped).replace("\n", "\n   "))
         failed = [sc.name for sc in chosen if sc.error]
-        say(f"\n{len(chosen) - len(failed)} passed, {len(failed)} failed in {time.perf_counter() - start:.1f} s")
-        return 1 if failed else 0
+        skipped = [sc.name for sc in chosen if sc.skipped]
+        ok = len(chosen) - len(failed) - len(skipped)
+        took = time.perf_counter() - start
+        say(f"\nscenarios: {ok} ok, {len(failed)} failed, {len(skipped)} skipped ({took:.1f} s)")
+        return 1 if failed else 3 if skipped else 0
     finally:
         if tmp is not None:
             tmp.cleanup()

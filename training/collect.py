@@ -13,7 +13,8 @@ point, the driven future (0.5 s x 10 and 0.1 s dense, rear axle, ego frame), the
 driving-score reward (nearby lanes, route centreline, vehicles with their logged futures), and for
 ``reasoning_share`` of the samples a chain of thought built from the privileged state with AutoVLA's
 meta-action rules (``training.collect_samples``). A run that collides or stalls keeps only samples whose
-future ended before.
+future ended before. ``--workers N`` drives the runs on N Ray workers into the same dataset
+(``autovla_agent.scale.collect``).
 """
 
 from __future__ import annotations
@@ -38,9 +39,17 @@ from autovla_agent.contract import NavCommand, Observation
 from autovla_agent.loop.agent_config import AgentConfig, load_agent_config
 from autovla_agent.loop.ego_history import EgoHistory, EgoSample
 from autovla_agent.planners.route import RouteFollower
+from autovla_agent.scale.engine import RayUnavailableError, ScaleConfig, require_engine
 from autovla_agent.sensors import frames
 from autovla_agent.sensors.frame_buffer import FrameBuffer
-from autovla_agent.training.collect_samples import FUTURE_DT_S, FUTURE_STEPS, PendingSample, finish_sample
+from autovla_agent.training.collect_samples import (
+    FUTURE_DT_S,
+    FUTURE_STEPS,
+    PendingSample,
+    RunStats,
+    episode_name,
+    finish_sample,
+)
 from autovla_agent.training.dataset_io import SampleWriter
 from autovla_agent.training.frames_io import FrameStore
 from autovla_agent.training.scene_extract import TownGeometry, agents_near, route_index_near
@@ -70,6 +79,7 @@ class CollectConfig:
     max_route_s: float = 400.0
     stall_s: float = 60.0  # stop a run whose ego has not moved for this long
     name: str = "embedded-expert"
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # workers > 1: (route, seed) runs on Ray workers
 
     def __post_init__(self) -> None:
         """Reject shares and counts that cannot work."""
@@ -82,25 +92,6 @@ class CollectConfig:
 def _command_map() -> dict[str, NavCommand]:
     """The agent's own RoadOption -> command mapping, so data and evaluation agree."""
     return dict(ROAD_OPTION_TO_COMMAND)
-
-
-def episode_name(spec: Any, seed: int) -> str:
-    """Unique name of one (route, seed) run: town, route file, route id, seed."""
-    source = Path(spec.source).stem if getattr(spec, "source", "") else "routes"
-    return f"{spec.town}_{source}_r{spec.route_id}_s{seed}"
-
-
-@dataclass
-class RunStats:
-    """Outcome of one (route, seed) run."""
-
-    route: str
-    seed: int
-    ticks: int = 0
-    samples: int = 0
-    outcome: str = "completed"
-    wall_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -170,6 +161,12 @@ class Collector:
     def run(self) -> list[RunStats]:
         """Drive every (route, seed) and write the dataset; return per-run statistics."""
         from autovla_agent.sim.world.route_files import load_routes
+
+        if self.config.scale.uses_ray:
+            from autovla_agent.scale.collect import collect_parallel
+
+            # The worker class is named, not imported, by the scale-out module: it stays free of this one.
+            return collect_parallel(self, f"{type(self).__module__}:{type(self).__qualname__}")
 
         specs = [s for r in self.config.routes for s in load_routes(r, self.config.routes_subset)]
         out = Path(self.config.out)
@@ -358,8 +355,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=int, default=1, help="keep every n-th model-rate tick")
     parser.add_argument("--image-format", choices=("png", "jpg"), default="png")
     parser.add_argument("--max-route-s", type=float, default=400.0)
+    parser.add_argument("--workers", type=int, default=1, help="(route, seed) runs on this many Ray workers")
+    parser.add_argument("--ray-address", default="", help="join this Ray cluster instead of starting a local Ray")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        scale = ScaleConfig(workers=args.workers, ray_address=args.ray_address)
+        require_engine(scale)  # before any run: a missing Ray says how to install it
+    except (ValueError, RayUnavailableError) as exc:
+        logger.error("%s", exc)
+        return 2
     config = CollectConfig(
         out=args.out,
         routes=tuple(args.routes),
@@ -373,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_every=args.sample_every,
         image_format=args.image_format,
         max_route_s=args.max_route_s,
+        scale=scale,
     )
     Collector(config).run()
     return 0

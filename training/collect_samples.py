@@ -3,12 +3,14 @@
 Futures are the expert's driven rear-axle poses in the ego frame of the sample's tick: ``FUTURE_STEPS`` poses
 ``FUTURE_DT_S`` apart and the dense ones ``DENSE_DT_S`` apart over the same horizon. The scene state and
 the other agents' logged futures are added for the driving-score reward, and a chosen share of the samples
-gets a chain of thought built from the privileged state with AutoVLA's meta-action rules.
+gets a chain of thought built from the privileged state with AutoVLA's meta-action rules. A (route, seed) run is
+named by ``episode_name`` and summed up in ``RunStats``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,25 @@ from autovla_agent.training.schema import EgoRecord, FutureTrajectory, MetaActio
 FUTURE_STEPS = 10
 FUTURE_DT_S = 0.5
 DENSE_DT_S = 0.1
+
+
+def episode_name(spec: Any, seed: int) -> str:
+    """Unique name of one (route, seed) run: town, route file, route id, seed."""
+    source = Path(spec.source).stem if getattr(spec, "source", "") else "routes"
+    return f"{spec.town}_{source}_r{spec.route_id}_s{seed}"
+
+
+@dataclass
+class RunStats:
+    """Outcome of one (route, seed) run."""
+
+    route: str
+    seed: int
+    ticks: int = 0
+    samples: int = 0
+    outcome: str = "completed"
+    wall_s: float = 0.0
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from autovla_agent.policy.completion import SLOW_THINKING_SENTENCE
+from autovla_agent.scale.engine import ScaleConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,12 @@ def evaluate_model(
     routes_subset: str = "",
     seed: int = 0,
     repetitions: int = 1,
+    scale: ScaleConfig | None = None,
 ) -> dict[str, Any]:
-    """Drive ``model_dir`` over ``routes`` with the agent config ``agent_yaml``; return the summary dict."""
+    """Drive ``model_dir`` over ``routes`` with the agent config ``agent_yaml``; return the summary dict.
+
+    ``scale`` (more than one worker, or a cluster address) runs the routes on Ray workers.
+    """
     from autovla_agent.policy.processor import load_processor
     from autovla_agent.sim import runner
     from autovla_agent.training.eval_agents import plan_stats_agent as eval_agent
@@ -104,6 +109,8 @@ def evaluate_model(
     ]
     if routes_subset:
         argv += ["--routes-subset", routes_subset]
+    if scale is not None:
+        argv += ["--workers", str(scale.workers)] + (["--ray-address", scale.ray_address] if scale.ray_address else [])
     previous = os.environ.get(eval_agent.STATS_ENV)
     os.environ[eval_agent.STATS_ENV] = str(stats)
     try:

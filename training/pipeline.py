@@ -22,6 +22,7 @@ resume from their last trainer checkpoint):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +37,7 @@ from typing import Any, Literal
 
 from autovla_agent.config_io import dump_yaml, from_dict, load_yaml
 from autovla_agent.paths import DEFAULT_MODEL_DIR
+from autovla_agent.scale.engine import RayUnavailableError, ScaleConfig, ray_session, require_engine
 from autovla_agent.training.config import (
     GRPORunConfig,
     GRPOSettings,
@@ -114,6 +116,8 @@ class PipelineConfig:
     grpo_lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False, train_action_embeddings=False))
     seed: int = 0
     torch_threads: int = 1  # a tiny model runs fastest single-threaded (thread sync dominates on a busy CPU)
+    # workers > 1: the collection runs and the evaluation routes are Ray tasks (one Ray session for all stages)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
 
 class Pipeline:
@@ -192,6 +196,7 @@ class Pipeline:
             reasoning_share=c.reasoning_share,
             reasoning_selection=c.reasoning_selection,
             sample_every=c.sample_every,
+            scale=c.scale,
         )
         runs = Collector(config).run()
         return {"samples": sum(r.samples for r in runs), "runs": [dataclasses.asdict(r) for r in runs]}
@@ -281,6 +286,7 @@ class Pipeline:
             c.eval_routes_subset,
             c.eval_seed,
             c.eval_repetitions,
+            scale=c.scale,
         )
 
     def run(self, install_default_model: bool = False) -> Path:
@@ -291,14 +297,17 @@ class Pipeline:
 
         torch.set_num_threads(self.config.torch_threads)
         start = time.perf_counter()
-        self.stage("collect", self.collect)
-        self.stage("codebook", self.codebook)
-        self.stage("base_model", self.base_model)
-        self.stage("eval_untrained", self.evaluate, "eval_untrained", self.out / "base_model")
-        self.stage("sft", self.sft)
-        self.stage("eval_sft", self.evaluate, "eval_sft", self.out / "sft" / "model")
-        self.stage("grpo", self.grpo)
-        self.stage("eval_grpo", self.evaluate, "eval_grpo", self.out / "grpo" / "model")
+        scale = self.config.scale
+        # One Ray session for every stage that uses it (starting a local Ray costs seconds each time).
+        with ray_session(scale) if scale.uses_ray else contextlib.nullcontext():
+            self.stage("collect", self.collect)
+            self.stage("codebook", self.codebook)
+            self.stage("base_model", self.base_model)
+            self.stage("eval_untrained", self.evaluate, "eval_untrained", self.out / "base_model")
+            self.stage("sft", self.sft)
+            self.stage("eval_sft", self.evaluate, "eval_sft", self.out / "sft" / "model")
+            self.stage("grpo", self.grpo)
+            self.stage("eval_grpo", self.evaluate, "eval_grpo", self.out / "grpo" / "model")
         self.state.setdefault("total_wall_s", 0.0)
         self.state["total_wall_s"] = round(sum(v["wall_s"] for v in self.state.values() if isinstance(v, dict)), 1)
         self._save_state()
@@ -348,6 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from autovla_agent.config_io import apply_overrides, to_dict
 
         config = from_dict(PipelineConfig, apply_overrides(to_dict(PipelineConfig()), args.overrides))
+    try:
+        require_engine(config.scale)  # scale.workers > 1 without Ray: say how to install it before any stage
+    except RayUnavailableError as exc:
+        logger.error("%s", exc)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     dump_yaml(config, args.out / "pipeline_config.yaml")
     Pipeline(args.out, config).run(args.install_default_model)

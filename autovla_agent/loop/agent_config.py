@@ -4,6 +4,12 @@ One YAML file per agent configuration lives in ``leaderboard_configs/`` (install
 ``autovla_agent.leaderboard_configs``). The leaderboard hands ``setup()`` the ``--agent-config`` string, which
 here is ``<yaml path or packaged name> [dotted.key=value ...]``; Bench2Drive appends ``+<save_name>``, which is
 split off first. A relative name is looked up in the working directory, then among the packaged configs.
+
+Relative paths: ``vla.model.path`` given on the command line (a dotted override) is taken relative to the working
+directory, as any command-line path is; written inside a YAML file it is taken relative to that file. ``~`` is
+expanded in both. The tiny model is never built inside the installed package (a packaged config's folder):
+``build_tiny_model_if_missing`` with a model path there is an error. Output folders (``record_dir``,
+``metric_info_dir``) are relative to the working directory wherever they are written.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from autovla_agent.config_io import ConfigError, load_yaml
 from autovla_agent.loop.localizer import LocalizerConfig
-from autovla_agent.paths import AGENT_CONFIGS_DIR
+from autovla_agent.paths import AGENT_CONFIGS_DIR, PACKAGE_DIR
 from autovla_agent.planners.control import ControlConfig
 from autovla_agent.planners.route import RouteConfig
 from autovla_agent.planners.vehicle import VehicleParams
@@ -161,18 +170,76 @@ def parse_agent_config_arg(arg: str) -> AgentConfigSpec:
     return AgentConfigSpec(path=resolve_config_path(path), overrides=overrides, save_name=save_name.strip())
 
 
+def _command_line_model_path(overrides: Sequence[str]) -> bool:
+    """Whether the command-line overrides set ``vla.model.path``.
+
+    Directly (``vla.model.path=...``) or through a mapping given to ``vla.model=`` or ``vla=`` that holds a path.
+    """
+    from_command_line = False
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if key == "vla.model.path":
+            from_command_line = True
+        elif key in ("vla.model", "vla"):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                continue  # apply_overrides reports the malformed value
+            if key == "vla" and isinstance(value, dict):
+                value = value.get("model")
+            if isinstance(value, dict) and "path" in value:
+                from_command_line = True
+    return from_command_line
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve_model_path(model_path: str, spec: AgentConfigSpec) -> str:
+    """``vla.model.path`` as an absolute path; ``""`` (no model given) stays ``""``.
+
+    ``~`` is expanded; a relative path is taken from the working directory when the command line set it, else
+    from the folder of the YAML file that wrote it.
+    """
+    if not model_path:
+        return model_path
+    resolved = Path(model_path).expanduser()
+    if resolved.is_absolute():
+        return str(resolved)
+    base = Path.cwd() if _command_line_model_path(spec.overrides) else spec.path.parent
+    return str((base / resolved).resolve())
+
+
 def load_agent_config(arg: str) -> tuple[AgentConfig, AgentConfigSpec]:
     """Load the ``AgentConfig`` an ``--agent-config`` string names; return it with the parsed string.
 
-    ``~`` in ``vla.model.path`` is expanded; a relative model path is taken relative to the YAML file.
+    ``vla.model.path`` comes back absolute (see ``resolve_model_path``). Raises ConfigError when
+    ``build_tiny_model_if_missing`` would build the tiny model inside the installed package.
     """
     spec = parse_agent_config_arg(arg)
     config = load_yaml(AgentConfig, spec.path, spec.overrides)
-    model_path = config.vla.model.path
-    if model_path:
-        resolved = Path(model_path).expanduser()
-        if not resolved.is_absolute():
-            resolved = (spec.path.parent / resolved).resolve()
-        model = dataclasses.replace(config.vla.model, path=str(resolved))
+    model_path = resolve_model_path(config.vla.model.path, spec)
+    if model_path != config.vla.model.path:
+        model = dataclasses.replace(config.vla.model, path=model_path)
         config = dataclasses.replace(config, vla=dataclasses.replace(config.vla, model=model))
+    if config.build_tiny_model_if_missing and model_path:
+        target = Path(model_path)
+        package = [
+            PACKAGE_DIR,
+            PACKAGE_DIR.resolve(),
+            packaged_configs_dir().resolve(),
+        ]  # configs: a link in a checkout
+        inside = any(_is_within(t, d) for t in (target, target.resolve()) for d in package)
+        if inside and not (target / "config.json").is_file():
+            raise ConfigError(
+                f"vla.model.path={model_path} lies inside the installed autovla_agent package, where the tiny "
+                "model is never built (build_tiny_model_if_missing); give an absolute path or one relative to the "
+                "working directory on the command line, e.g. vla.model.path=outputs/models/tiny_random"
+            )
     return config, spec

@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server-command", default="", help=f"template of a started server (default {DEFAULT_SERVER_COMMAND!r})"
     )
+    p.add_argument(
+        "--evaluator-starts-server",
+        action="store_true",
+        help="the evaluator starts its own server (Bench2Drive); with --num-servers, --evaluator-arg=--gpu-rank={gpu}",
+    )
     p.add_argument("--server-start-timeout", type=float, default=180.0)
     p.add_argument("--server-settle", type=float, default=5.0, help="seconds to wait after a server's port opens")
     p.add_argument(
@@ -218,13 +223,14 @@ def config_from_args(args: argparse.Namespace) -> MultiServerConfig:
         track=args.track,
         timeout_s=args.timeout,
         servers=servers,
-        carla_root="" if servers else args.carla_root,
+        carla_root="" if servers or args.evaluator_starts_server else args.carla_root,
         num_servers=0 if servers else args.num_servers,
         gpus=tuple(int(g) for g in _csv(args.gpus)),
         base_port=args.base_port,
         base_tm_port=args.base_tm_port,
         port_stride=args.port_stride,
         server_command=args.server_command,
+        evaluator_starts_server=args.evaluator_starts_server,
         server_start_timeout_s=args.server_start_timeout,
         server_settle_s=args.server_settle,
         evaluator_args=tuple(args.evaluator_arg),

@@ -47,6 +47,7 @@ class ServerSpec:
     tm_port: int
     gpu: int | None = None
     launch: tuple[str, ...] = ()  # () = a server that runs already (not started, not restarted here)
+    external: bool = False  # the evaluator starts and stops this server itself (Bench2Drive): nothing to do here
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -145,6 +146,8 @@ class _Server:
         self.starts = 0
 
     def ensure_up(self, timeout_s: float, settle_s: float) -> None:
+        if self.spec.external:
+            return
         if not self.spec.launch:
             wait_for_port(self.spec.host, self.spec.port, timeout_s)
             return

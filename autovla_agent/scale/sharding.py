@@ -53,6 +53,9 @@ class MultiServerConfig:
     base_tm_port: int = 8000
     port_stride: int = 10  # a CARLA server also takes the next two ports (streaming, secondary)
     server_command: str = ""  # template of the started server's command; "" = DEFAULT_SERVER_COMMAND
+    # Bench2Drive's evaluator starts its own server from CARLA_ROOT on its --port and --gpu-rank: then this runner
+    # only gives each shard its ports and GPU (pass --evaluator-arg=--gpu-rank={gpu}) and neither starts nor waits.
+    evaluator_starts_server: bool = False
     server_start_timeout_s: float = 180.0
     server_settle_s: float = 5.0  # wait after the port opens (the world is still loading)
     evaluator_args: tuple[str, ...] = ()  # extra evaluator arguments; {port} {tm_port} {gpu} {shard} {host} filled in
@@ -65,9 +68,12 @@ class MultiServerConfig:
 
     def __post_init__(self) -> None:
         """Exactly one way of getting servers; sane counts."""
-        if bool(self.servers) == bool(self.carla_root or self.num_servers):
+        if self.evaluator_starts_server:
+            if self.servers or self.num_servers < 1:
+                raise ValueError("--evaluator-starts-server needs --num-servers K (one shard each), not --servers")
+        elif bool(self.servers) == bool(self.carla_root or self.num_servers):
             raise ValueError("give either --servers host:port,... or --carla-root with --num-servers")
-        if not self.servers and (self.num_servers < 1 or not (self.carla_root or self.server_command)):
+        elif not self.servers and (self.num_servers < 1 or not (self.carla_root or self.server_command)):
             raise ValueError("starting servers needs --num-servers >= 1 and --carla-root (or --server-command)")
         if self.repetitions < 1 or self.max_retries < 0 or self.port_stride < 3:
             raise ValueError("repetitions must be >= 1, max_retries >= 0 and port_stride >= 3")
@@ -93,6 +99,9 @@ def plan_servers(config: MultiServerConfig) -> list[ServerSpec]:
     for k in range(config.num_servers):
         port = config.base_port + k * config.port_stride
         gpu = config.gpus[k % len(config.gpus)] if config.gpus else 0
+        if config.evaluator_starts_server:
+            specs.append(ServerSpec(host="localhost", port=port, tm_port=_tm_port(config, k), gpu=gpu, external=True))
+            continue
         fields = {"carla_root": config.carla_root, "port": port, "gpu": gpu, "shard": k, "python": sys.executable}
         launch = tuple(part.format(**fields) for part in shlex.split(template))
         specs.append(ServerSpec(host="localhost", port=port, tm_port=_tm_port(config, k), gpu=gpu, launch=launch))

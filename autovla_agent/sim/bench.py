@@ -1,8 +1,9 @@
 """Benchmark of the embedded world: ticks per second without rendering, and the camera frame time.
 
-Run ``python -m autovla_agent.sim.bench`` (options: ``--vehicles 30 --ticks 3000 --frames 100``). It drives the
-ego along the first shipped default route with a simple pure-pursuit controller (not timed) among the IDM
-traffic, times ``World.tick()`` alone, then times ``World.sensor_data`` for one 640x360 front camera.
+Run ``python -m autovla_agent.sim.bench`` (options: ``--vehicles 30 --walkers 30 --ticks 3000 --frames 100``).
+It drives the ego along the first shipped default route with a simple pure-pursuit controller (not timed) among
+the IDM traffic, pedestrians and traffic lights, times ``World.tick()`` alone, then times ``World.sensor_data``
+for one 640x360 front camera.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from autovla_agent.sim.world.route_files import load_routes
 from autovla_agent.sim.world.simulation import World, WorldConfig
 from autovla_agent.sim.world.traffic_model import TrafficConfig
+from autovla_agent.sim.world.walkers import WalkerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +62,18 @@ def _follow(world: World, target_speed_mps: float = 6.0) -> _Control:
     return _Control(steer_carla, max(0.0, min(0.75, 0.3 * err)), max(0.0, min(1.0, -0.5 * err)))
 
 
-def bench_ticks(num_vehicles: int, ticks: int, seed: int = 0) -> float:
-    """World ticks per second (no rendering) with ``num_vehicles`` IDM vehicles around the ego."""
+def _world(num_vehicles: int, num_walkers: int, seed: int) -> World:
+    """The first default route with ``num_vehicles`` IDM vehicles and ``num_walkers`` pedestrians (lights on)."""
     spec = load_routes("routes_default")[0]
-    world = World(spec.town, spec, WorldConfig(traffic=TrafficConfig(num_vehicles=num_vehicles)), seed=seed)
+    config = WorldConfig(
+        traffic=TrafficConfig(num_vehicles=num_vehicles), walkers=WalkerConfig(num_walkers=num_walkers)
+    )
+    return World(spec.town, spec, config, seed=seed)
+
+
+def bench_ticks(num_vehicles: int, ticks: int, seed: int = 0, num_walkers: int = 30) -> float:
+    """World ticks per second (no rendering) with ``num_vehicles`` IDM vehicles and ``num_walkers`` walkers."""
+    world = _world(num_vehicles, num_walkers, seed)
     spent = 0.0
     for k in range(ticks):
         if k % 10 == 0:
@@ -79,10 +89,9 @@ def bench_ticks(num_vehicles: int, ticks: int, seed: int = 0) -> float:
     return ticks / spent
 
 
-def bench_camera(num_vehicles: int, frames: int, seed: int = 0) -> float:
+def bench_camera(num_vehicles: int, frames: int, seed: int = 0, num_walkers: int = 30) -> float:
     """Median milliseconds of one 640x360 camera frame (``World.sensor_data`` for one camera) in traffic."""
-    spec = load_routes("routes_default")[0]
-    world = World(spec.town, spec, WorldConfig(traffic=TrafficConfig(num_vehicles=num_vehicles)), seed=seed)
+    world = _world(num_vehicles, num_walkers, seed)
     world.sensor_data([FRONT_CAMERA])  # builds the town raster once (not timed)
     times = []
     for _ in range(frames):
@@ -99,15 +108,17 @@ def main(argv: list[str] | None = None) -> None:
     """Print world ticks/s with N vehicles and the median camera frame time."""
     parser = argparse.ArgumentParser(prog="autovla-sim-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--vehicles", type=int, default=30)
+    parser.add_argument("--walkers", type=int, default=30)
     parser.add_argument("--ticks", type=int, default=3000)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    tps = bench_ticks(args.vehicles, args.ticks, args.seed)
-    logger.info("world step (no rendering), %d vehicles: %.0f ticks/s (target >= 1000)", args.vehicles, tps)
-    ms = bench_camera(args.vehicles, args.frames, args.seed)
-    logger.info("camera frame 640x360 (BGRA, %d vehicles): %.2f ms median (target <= 10)", args.vehicles, ms)
+    n, w = args.vehicles, args.walkers
+    tps = bench_ticks(n, args.ticks, args.seed, w)
+    logger.info("world step (no rendering), %d vehicles, %d walkers: %.0f ticks/s (target >= 1000)", n, w, tps)
+    ms = bench_camera(n, args.frames, args.seed, w)
+    logger.info("camera frame 640x360 (BGRA, %d vehicles, %d walkers): %.2f ms median (target <= 10)", n, w, ms)
 
 
 if __name__ == "__main__":

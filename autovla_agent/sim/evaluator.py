@@ -222,7 +222,8 @@ class Evaluator:
         from autovla_agent.sim.world.lane_query import CarlaMapLanes
 
         lanes = CarlaMapLanes(world.town.map)
-        scorer = RouteScorer(world.route.xy_world_m, world.route.yaw_world_rad, lanes, self.config.scoring)
+        route = world.route
+        scorer = RouteScorer(route.xy_world_m, route.yaw_world_rad, lanes, self.config.scoring, town=world.town)
         recorder = self._recorder(world, specs, name)
         t_start = time.monotonic()
         bar = _ProgressBar(name, self.args.no_progress)
@@ -316,6 +317,7 @@ class Evaluator:
             "route_name": name,
             "route_id": world.route.route_id,
             "town": world.town.name,
+            "maps_dirs": list(self.config.world.maps_dirs),
             "dt_s": self.config.world.dt_s,
             "route_xy_world_m": [[round(float(x), 3), round(float(y), 3)] for x, y in world.route.xy_world_m],
             "camera_id": next((s["id"] for s in specs if s.get("type") == "sensor.camera.rgb"), None),

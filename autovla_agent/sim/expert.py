@@ -36,6 +36,7 @@ from autovla_agent.planners.control import TrajectoryTracker
 from autovla_agent.planners.vehicle import VehicleParams
 from autovla_agent.sensors import frames
 from autovla_agent.sim.expert_perception import ExpertConfig, ExpertPerception, Obstacle, project_on_path
+from autovla_agent.sim.expert_rules import ExpertRules
 
 __all__ = ["ExpertAgent", "get_entry_point", "idm_accel_mps2", "speed_profile_mps"]
 
@@ -102,6 +103,7 @@ class ExpertAgent(AgentBase):
         self._state = _State()
         self._tracker: TrajectoryTracker | None = None
         self._perception: ExpertPerception | None = None
+        self._rules: ExpertRules | None = None
         self._vehicle = VehicleParams()
 
     # ------------------------------------------------------------------ leaderboard protocol
@@ -120,6 +122,8 @@ class ExpertAgent(AgentBase):
             self._vehicle = self.world.config.ego.vehicle  # the embedded ego's geometry and limits
         self._tracker = TrajectoryTracker(self.config.control, self._vehicle)
         self._perception = ExpertPerception(self.config, self._vehicle, self.world)
+        if self.world is not None:
+            self._rules = ExpertRules(self.world, self.config, 0.5 * self._vehicle.length_m)
 
     def sensors(self) -> list[dict[str, Any]]:
         """Front camera (for replays and recorded data) plus GNSS, IMU, speedometer; the expert reads none."""
@@ -137,6 +141,7 @@ class ExpertAgent(AgentBase):
         self.world = None
         self._tracker = None
         self._perception = None
+        self._rules = None
         self._state = _State()
 
     def run_step(self, input_data: Any, timestamp: float) -> Any:
@@ -152,12 +157,14 @@ class ExpertAgent(AgentBase):
         snap = self.world.snapshot()
         rear = np.array([*snap.ego_rear_axle_xy_m, float(snap.ego.yaw_rad[0])])
         speed = float(snap.ego.speed_mps[0])
-        path_xy, path_yaw, path_s, options = self._path_ahead(rear[:2])
+        cfg = self.config
+        # look far enough ahead to stop comfortably from the current speed (lights, turns on fast roads)
+        lookahead = max(cfg.lookahead_m, speed * speed / (2.0 * cfg.plan_decel_mps2) + 30.0)
+        path_xy, path_yaw, path_s, options = self._path_ahead(rear[:2], lookahead)
         s0 = float(project_on_path(path_xy, path_s, rear[None, :2])[0][0])
-        v_profile = speed_profile_mps(
-            path_yaw, path_s, self.config.max_speed_mps, self.config.max_lateral_accel_mps2, self.config.plan_decel_mps2
-        )
-        obstacle = self._perception.nearest_obstacle(snap, path_xy, path_s, s0, (st.plan_t, st.plan_s))
+        caps = self._rules.speed_caps(path_s) if self._rules is not None else cfg.max_speed_mps
+        v_profile = speed_profile_mps(path_yaw, path_s, caps, cfg.max_lateral_accel_mps2, cfg.plan_decel_mps2)
+        obstacle = self._nearest(snap, path_xy, path_s, s0, speed, timestamp)
         times, s_plan, v_plan = self._rollout(s0, speed, path_s, v_profile, obstacle)
         poses = self._poses_at(path_xy, path_yaw, path_s, s_plan)
         st.plan_t, st.plan_s = times, s_plan
@@ -172,7 +179,22 @@ class ExpertAgent(AgentBase):
         return control
 
     # ------------------------------------------------------------------ planning steps
-    def _path_ahead(self, rear_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    def _nearest(
+        self, snap: Any, path_xy: np.ndarray, path_s: np.ndarray, s0: float, speed: float, time_s: float
+    ) -> Obstacle | None:
+        """The nearest of: a vehicle to follow or yield to, a light or stop sign to stop at, a pedestrian."""
+        st = self._state
+        found = [self._perception.nearest_obstacle(snap, path_xy, path_s, s0, (st.plan_t, st.plan_s))]
+        if self._rules is not None:
+            front_m = self._vehicle.rear_axle_offset_m + 0.5 * self._vehicle.length_m
+            found.append(self._rules.signal_obstacle(time_s, s0, speed, front_m))
+            found.append(self._rules.walker_obstacle(path_xy, path_s, s0, front_m))
+        found = [o for o in found if o is not None]
+        return min(found, key=lambda o: o.s_m) if found else None
+
+    def _path_ahead(
+        self, rear_xy: np.ndarray, lookahead_m: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
         """The dense route from 15 m behind the ego to ``lookahead_m`` ahead, extended straight past its end."""
         route = self.world.route
         xy, yaw, s = route.xy_world_m, route.yaw_world_rad, route.s_m
@@ -181,7 +203,7 @@ class ExpertAgent(AgentBase):
         d = np.linalg.norm(xy[lo:hi] - rear_xy, axis=1)
         st.route_index = lo + int(np.argmin(d))
         i0 = int(np.searchsorted(s, s[st.route_index] - 15.0))  # 15 m behind: followers are recognised
-        i1 = int(np.searchsorted(s, s[st.route_index] + self.config.lookahead_m)) + 1
+        i1 = int(np.searchsorted(s, s[st.route_index] + lookahead_m)) + 1
         p_xy, p_yaw, p_s = xy[i0:i1], yaw[i0:i1], s[i0:i1]
         options = list(route.options[i0:i1])
         if i1 >= len(xy):  # past the route end: keep going straight so the plan never runs out
@@ -226,6 +248,16 @@ class ExpertAgent(AgentBase):
         )
 
     # ------------------------------------------------------------------ records
+    def _reason(self, obstacle: Obstacle, s0: float) -> str:
+        """What the expert reacts to, in words (the replay's reasoning line)."""
+        gap = obstacle.s_m - (s0 + self._vehicle.rear_axle_offset_m + 0.5 * self._vehicle.length_m)
+        if obstacle.kind in ("red light", "stop sign"):
+            return f"stopping for a {obstacle.kind} {max(gap - self.config.min_gap_m, 0.0):.1f} m ahead"
+        if obstacle.kind == "pedestrian":
+            return f"yielding to pedestrian {obstacle.actor_id} {gap:.1f} m ahead"
+        verb = {"vehicle": "following", "stopped": "stopped obstacle", "crossing": "yielding to crossing"}
+        return f"{verb[obstacle.kind]} vehicle {obstacle.actor_id} {gap:.1f} m ahead at {obstacle.speed_mps:.1f} m/s"
+
     def _records(
         self,
         t: float,
@@ -264,12 +296,10 @@ class ExpertAgent(AgentBase):
             longitudinal = "keep speed"
         if obstacle is None:
             v_curve = float(np.interp(s0, path_s, v_profile))
-            reason = "road clear" if v_curve >= self.config.max_speed_mps - 0.1 else f"curve ahead, {v_curve:.1f} m/s"
+            cap = float(self._rules.speed_caps(np.array([s0]))[0]) if self._rules else self.config.max_speed_mps
+            reason = "road clear" if v_curve >= cap - 0.1 else f"curve ahead, {v_curve:.1f} m/s"
         else:
-            gap = obstacle.s_m - (s0 + self._vehicle.rear_axle_offset_m + 0.5 * self._vehicle.length_m)
-            verb = {"vehicle": "following", "stopped": "stopped obstacle", "crossing": "yielding to crossing"}
-            reason = f"{verb[obstacle.kind]} vehicle {obstacle.actor_id} {gap:.1f} m ahead"
-            reason += f" at {obstacle.speed_mps:.1f} m/s"
+            reason = self._reason(obstacle, s0)
         step_ahead = (path_s >= s0) & (path_s <= s0 + 40.0)
         self.last_step_record = {
             "time_s": t,

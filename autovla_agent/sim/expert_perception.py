@@ -23,7 +23,8 @@ __all__ = ["ExpertConfig", "ExpertPerception", "Obstacle", "box_points", "projec
 class ExpertConfig:
     """Driving style, perception margins and declared sensors of the expert."""
 
-    max_speed_mps: float = 8.0  # Town01/02 limit 30 km/h = 8.33 m/s
+    max_speed_mps: float = 25.0  # absolute cap; below it the expert drives ...
+    speed_limit_fraction: float = 0.96  # ... this share of the speed limit in force (8.0 m/s at 30 km/h)
     max_lateral_accel_mps2: float = 1.8
     plan_decel_mps2: float = 1.8  # how early it slows for curves
     max_accel_mps2: float = 1.5
@@ -36,6 +37,9 @@ class ExpertConfig:
     horizon_s: float = 4.0
     plan_dt_s: float = 0.1
     corridor_half_width_m: float = 1.5  # a box corner this close to the path blocks it
+    walker_margin_m: float = 0.5  # pedestrians: the corridor is this much wider
+    light_stop_margin_m: float = 1.0  # the front stops this far before a red light's stop line
+    stop_sign_hold_s: float = 1.0  # how long it stands at a stop sign before going on
     yield_horizon_s: float = 4.0
     yield_margin_s: float = 2.0  # yield when a crossing vehicle arrives less than this after the ego
     merge_margin_s: float = 1.0  # the same for a vehicle joining the ego's lane in its direction
@@ -56,6 +60,7 @@ class ExpertConfig:
         """Reject non-positive limits and horizons."""
         names = (
             "max_speed_mps",
+            "speed_limit_fraction",
             "max_lateral_accel_mps2",
             "plan_decel_mps2",
             "max_accel_mps2",
@@ -95,7 +100,7 @@ class Obstacle:
     s_m: float
     speed_mps: float
     actor_id: int
-    kind: Literal["vehicle", "stopped", "crossing"]
+    kind: Literal["vehicle", "stopped", "crossing", "red light", "stop sign", "pedestrian"]
 
 
 class ExpertPerception:

@@ -34,6 +34,13 @@ _ZONE_MARGIN_M = 0.8  # stand this far inside the counted stop zone
 _STOPPED_MPS = 0.05
 
 
+def _travel_time_s(distance_m: float, speed_mps: float, accel_mps2: float) -> float:
+    """Time to cover ``distance_m`` from ``speed_mps`` accelerating at ``accel_mps2`` (the tail clearing a line)."""
+    if distance_m <= 0.0:
+        return 0.0
+    return (math.sqrt(speed_mps * speed_mps + 2.0 * accel_mps2 * distance_m) - speed_mps) / accel_mps2
+
+
 @dataclass(frozen=True, slots=True)
 class RouteStop:
     """A stop line on the route: a light's (``StopLines`` row) or a stop sign's (``StopZones`` row)."""
@@ -129,7 +136,7 @@ class ExpertRules:
                 head = int(self.signals.lines.head[stop.index])
                 if self._must_stop_at_light(int(lights.state[head]), float(lights.time_to_red_s[head]), stop, front, v):
                     target = stop.s_line_m - cfg.light_stop_margin_m
-                    return Obstacle(target + cfg.min_gap_m, 0.0, -1, "stopped")
+                    return Obstacle(target + cfg.min_gap_m, 0.0, -1, "red light")
                 continue
             if stop.index in self._done_zones or not self.world.config.signals.stop_signs:
                 continue
@@ -145,7 +152,7 @@ class ExpertRules:
                     continue
             else:
                 self._standing_since_s = None
-            return Obstacle(stop.s_centre_m + self.half_length_m + cfg.min_gap_m, 0.0, -1, "stopped")
+            return Obstacle(stop.s_centre_m + self.half_length_m + cfg.min_gap_m, 0.0, -1, "stop sign")
         return None
 
     def _must_stop_at_light(self, state: int, time_to_red_s: float, stop: RouteStop, front: float, v: float) -> bool:
@@ -154,7 +161,7 @@ class ExpertRules:
         d = stop.s_line_m - cfg.light_stop_margin_m - front
         if state == RED:
             return d > -cfg.light_stop_margin_m  # front not over the line yet
-        t_clear = (stop.s_line_m - front + 2.0 * self.half_length_m + 1.5) / max(v, 0.1)
+        t_clear = _travel_time_s(stop.s_line_m - front + 2.0 * self.half_length_m + 1.5, v, cfg.max_accel_mps2)
         if state == GREEN and time_to_red_s > t_clear + 0.5:
             return False
         comfortable = d > v * v / (2.0 * cfg.comfort_decel_mps2)
@@ -177,12 +184,14 @@ class ExpertRules:
         best: Obstacle | None = None
         for k in np.flatnonzero(near):
             s_pts, d_pts = project_on_path(path_xy, path_s, pts[k])
-            inside = (d_pts < cfg.corridor_half_width_m + cfg.walker_margin_m) & (s_pts > s0_rear + 0.5)
+            # the corridor is wider for pedestrians on the road; one waiting on the kerb is only in the way inside it
+            margin = cfg.walker_margin_m if walkers.on_road[k] else 0.0
+            inside = (d_pts < cfg.corridor_half_width_m + margin) & (s_pts > s0_rear + 0.5)
             s_hit = float(s_pts[inside].min()) if inside.any() else math.inf
             if walkers.crossing[k] and (walkers.on_road[k] or walkers.speed_mps[k] > 0.0):
                 s_hit = min(s_hit, self._crossing_hit(walkers, int(k), path_xy, path_s, s0_rear + front_m))
             if math.isfinite(s_hit) and (best is None or s_hit - 1.0 < best.s_m):
-                best = Obstacle(s_hit - 1.0, 0.0, int(walkers.ids[k]), "stopped")
+                best = Obstacle(s_hit - 1.0, 0.0, int(walkers.ids[k]), "pedestrian")
         return best
 
     def _crossing_hit(self, walkers: Any, k: int, path_xy: np.ndarray, path_s: np.ndarray, front: float) -> float:

@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_bool_arg,
         help="skip the routes already finished in --checkpoint",
     )
+    p.add_argument(
+        "--maps-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder of <town>.xodr files looked in before the shipped towns (repeatable), e.g. "
+        "CARLA_ROOT/CarlaUE4/Content/Carla/Maps/OpenDrive for Town03/05/12/13",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of traffic and sensor noise")
     p.add_argument("--traffic", type=int, default=None, help="number of traffic vehicles (default: world config)")
     p.add_argument("--timeout", type=float, default=300.0, help="watchdog for agent setup and each step, seconds")
@@ -113,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--repetitions must be >= 1")
         scale = ScaleConfig(workers=args.workers, ray_address=args.ray_address)
         require_engine(scale)  # before any route runs: a missing Ray says how to install it
-        config = load_runner_config(args.sim_config or None, args.sim_override, args.traffic)
+        config = load_runner_config(args.sim_config or None, args.sim_override, args.traffic, args.maps_dir)
         routes = load_routes(args.routes, args.routes_subset)
     except (RouteError, ConfigError, OSError, ValueError, RayUnavailableError) as exc:
         logger.error("%s", exc)

@@ -31,8 +31,13 @@ class RunnerConfig:
             raise ValueError("RunnerConfig.max_ticks must be >= 0 (0 = no cap)")
 
 
-def load_runner_config(path: str | None, overrides: Sequence[str], num_traffic: int | None) -> RunnerConfig:
-    """RunnerConfig from an optional YAML (sections world, scoring, replay, max_ticks) and dotted overrides."""
+def load_runner_config(
+    path: str | None, overrides: Sequence[str], num_traffic: int | None, maps_dirs: Sequence[str] = ()
+) -> RunnerConfig:
+    """RunnerConfig from an optional YAML (sections world, scoring, replay, max_ticks) and dotted overrides.
+
+    ``maps_dirs`` (``--maps-dir``) go before the config's own ``world.maps_dirs``.
+    """
     defaults = {
         "world": to_dict(WorldConfig()),
         "scoring": to_dict(ScoringConfig()),
@@ -53,6 +58,8 @@ def load_runner_config(path: str | None, overrides: Sequence[str], num_traffic: 
             defaults[key] = _merge(defaults[key], value, key)
     data = apply_overrides(defaults, overrides)
     world = from_dict(WorldConfig, data["world"], "world")
+    if maps_dirs:
+        world = dataclasses.replace(world, maps_dirs=(*(str(d) for d in maps_dirs), *world.maps_dirs))
     if num_traffic is not None:
         world = dataclasses.replace(world, traffic=dataclasses.replace(world.traffic, num_vehicles=int(num_traffic)))
     return RunnerConfig(

@@ -101,7 +101,7 @@ def test_agent_setup_real_config_without_model_path_explains_override():
 
 def test_agent_config_relative_model_path_resolves_against_yaml(tmp_path):
     text = (packaged_configs_dir() / "autovla_tiny.yaml").read_text()
-    (tmp_path / "mine.yaml").write_text(text.replace("~/.cache/autovla_agent/policy/tiny_model", "models/tiny"))
+    (tmp_path / "mine.yaml").write_text(text.replace("~/.cache/autovla_agent/tiny_model", "models/tiny"))
     config, _ = load_agent_config(str(tmp_path / "mine.yaml"))
     assert config.vla.model.path == str(tmp_path / "models" / "tiny")
 

@@ -103,6 +103,8 @@ def test_plan_splits_routes_and_gives_each_server_its_ports_and_gpu(tmp_path):
     )
     assert "--port=3010" in cmd and "--traffic-manager-port=8010" in cmd and cmd[-1] == "--gpu-rank=1"
     assert not any(c.startswith("--resume") for c in cmd)
+    b2d = replace_args(cfg, carla_root="", evaluator_starts_server=True)  # Bench2Drive starts its own server
+    assert [(s.port, s.gpu, s.external, s.launch) for s in plan_servers(b2d)][1] == (3010, 1, True, ())
     with pytest.raises(ValueError, match="either"):
         MultiServerConfig(routes=routes, out_dir=".", servers=("localhost:2000",), num_servers=2)
 

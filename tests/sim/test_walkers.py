@@ -71,7 +71,10 @@ def test_a_crossing_walker_waits_for_an_approaching_vehicle_and_stops_before_a_b
     ahead = np.array([w.x_m[0], w.y_m[0]]) + 0.9 * np.array([np.cos(w.yaw_rad[0]), np.sin(w.yaw_rad[0])])
     body = (np.array([ahead[0]]), np.array([ahead[1]]), np.array([along_road]), np.array([0.0]),
             np.array([4.5]), np.array([1.9]), np.array([False]))  # fmt: skip
-    s_before = w.s_m.copy()
-    for _ in range(40):
+    s_before, d_before = w.s_m.copy(), w.direction.copy()
+    for _ in range(30):
         w.step(0.05, body)
     np.testing.assert_allclose(w.s_m, s_before)
+    for _ in range(20):  # blocked for more than 2 s: it turns back
+        w.step(0.05, body)
+    assert w.direction[0] == -d_before[0] and w.s_m[0] != s_before[0]

@@ -6,15 +6,17 @@ Log folder of one route (``<record dir>/<route name>/``), written during the run
 - ``steps.jsonl``: one JSON line per recorded tick (every ``frame_stride`` ticks and every tick with an event):
   ``frame``, ``time_s``, ``ego`` [x_m, y_m, yaw_rad, speed_mps] (box centre, world frame), ``control``
   [steer (CARLA sign), throttle, brake], ``vehicles`` [[id, x_m, y_m, yaw_rad, speed_mps, length_m, width_m,
-  parked]], ``events`` [{type, message, time_s}], ``completion_pct``, ``camera`` (frame index or -1), and
-  ``plan`` / ``agent`` when the agent exposes them (below);
+  parked]], ``walkers`` [[id, x_m, y_m, yaw_rad, speed_mps]], ``lights`` (one state digit per light head of the
+  town: 0 green, 1 yellow, 2 red), ``events`` [{type, message, time_s, xy}], ``completion_pct``, ``camera``
+  (frame index or -1), ``colors`` {id: rgb} the first time an actor appears, and ``plan`` / ``agent`` when the
+  agent exposes them (below);
 - ``camera_NNNNN.npz``: camera frames (K, H, W, 3) uint8 RGB, compressed, ``index`` (K,).
 
 The video (``<record dir>/<route name>.mp4``, GIF where no ffmpeg encoder is available; drawn by
 ``autovla_agent.sim.replay.video``) shows the agent's first camera beside the bird's-eye view of E1's renderer
-(lanes, route, vehicles, the planned trajectory) and a panel with speed, steer/throttle/brake, route completion,
-the thinking mode, plan status and reasoning text of the latest replan; infractions are flagged (red frame and
-banner) when they happen.
+(lanes, route, vehicles, pedestrians, light states at the stop lines, the planned trajectory) and a panel with
+speed, steer/throttle/brake, route completion, the thinking mode, plan status and reasoning text of the latest
+replan; infractions are flagged (red frame and banner) when they happen and marked where they happened.
 
 Agent hooks (optional attributes read after every tick; document for agent authors):
 - ``agent.last_plan_record``: dict of the latest replan, a NEW dict object (or a new ``time_s``) per replan:
@@ -100,6 +102,14 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (str, int, bool)) or value is None else str(value)
 
 
+def _event_line(event: Any) -> dict[str, Any]:
+    """A traffic event as logged: type, message, time and, when known, where it happened (world frame)."""
+    out = {"type": event.event_type.value, "message": event.message, "time_s": round(float(event.time_s), 3)}
+    if getattr(event, "xy_world_m", None) is not None:
+        out["xy"] = _r(list(event.xy_world_m))
+    return out
+
+
 class RouteRecorder:
     """Writes the step log of one route (see the module docstring) while the route runs."""
 
@@ -149,9 +159,7 @@ class RouteRecorder:
     ) -> None:
         """Log one tick: ``snapshot`` (a ``WorldSnapshot``) after the control of this tick, its sensor data."""
         self._tick += 1
-        self._pending_events += [
-            {"type": e.event_type.value, "message": e.message, "time_s": round(float(e.time_s), 3)} for e in events
-        ]
+        self._pending_events += [_event_line(e) for e in events]
         new_plan = None
         if plan_record is not None:
             key = (id(plan_record), plan_record.get("time_s"))
@@ -179,13 +187,24 @@ class RouteRecorder:
             "camera": -1,
         }
         self._pending_events = []
-        colors = getattr(v, "color_rgb", None)
-        if colors is not None:
-            fresh = [k for k in range(len(v)) if int(v.ids[k]) not in self._colored]
-            new = {int(v.ids[k]): [int(c) for c in colors[k]] for k in fresh}
-            if new:
-                line["colors"] = new
-                self._colored.update(new)
+        walkers = getattr(snapshot, "walkers", None)
+        if walkers is not None and len(walkers):
+            line["walkers"] = [
+                _r([walkers.ids[k], walkers.x_m[k], walkers.y_m[k], walkers.yaw_rad[k], walkers.speed_mps[k]])
+                for k in range(len(walkers))
+            ]
+        light_state = getattr(snapshot, "light_state", None)
+        if light_state is not None and len(light_state):
+            line["lights"] = "".join(str(int(c)) for c in light_state)
+        new = {}
+        for actors in (v, walkers):
+            colors = getattr(actors, "color_rgb", None)
+            if actors is not None and colors is not None:
+                fresh = [k for k in range(len(actors)) if int(actors.ids[k]) not in self._colored]
+                new.update({int(actors.ids[k]): [int(c) for c in colors[k]] for k in fresh})
+        if new:
+            line["colors"] = new
+            self._colored.update(new)
         if new_plan is not None:
             line["plan"] = new_plan
         if agent_record is not None:

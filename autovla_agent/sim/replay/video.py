@@ -1,9 +1,10 @@
 """Replay videos: the route's first camera beside a bird's-eye view, over a panel of state, controls and replan.
 
 Reads a route log written by ``replay.RouteRecorder`` (``meta.json``, ``steps.jsonl``, ``camera_*.npz``); the
-bird's-eye view is E1's town renderer (``render.CameraRenderer.render_bev``: lanes, route, vehicles, the planned
-trajectory) or, where the town cannot be loaded, a plain view of boxes and route. Infractions are flagged (red
-frame and banner) for ``event_banner_s``. Written with imageio: MP4 (H.264) or, without an encoder, GIF.
+bird's-eye view is E1's town renderer (``render.CameraRenderer.render_bev``: lanes, route, vehicles, pedestrians,
+light states, the planned trajectory) or, where the town cannot be loaded, a plain view of boxes and route.
+Infractions are flagged (red frame and banner) for ``event_banner_s`` and marked where they happened. Written
+with imageio: MP4 (H.264) or, without an encoder, GIF.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ from autovla_agent.sim.replay.log import FrameStore, ReplayConfig, load_log
 logger = logging.getLogger(__name__)
 
 __all__ = ["render_video"]
+
+_MARK_LABELS = {  # infractions marked on the bird's-eye view, with their label
+    "COLLISION_PEDESTRIAN": "pedestrian",
+    "COLLISION_VEHICLE": "vehicle",
+    "COLLISION_STATIC": "layout",
+    "TRAFFIC_LIGHT_INFRACTION": "red light",
+    "STOP_INFRACTION": "stop sign",
+    "ROUTE_DEVIATION": "deviation",
+    "VEHICLE_BLOCKED": "blocked",
+}
 
 
 def _snapshot_from_step(
@@ -51,6 +62,8 @@ def _snapshot_from_step(
 
     x, y, yaw, speed = step["ego"]
     ego = arrays([[0, x, y, yaw, speed, *ego_size_m, False]], start_id=0)
+    walkers = arrays([[*w[:5], 0.4, 0.5, False] for w in step.get("walkers", [])], None)
+    lights = step.get("lights")
     return WorldSnapshot(
         frame=int(step["frame"]),
         time_s=float(step["time_s"]),
@@ -61,6 +74,8 @@ def _snapshot_from_step(
         ego_steer_rad=0.0,
         control=tuple(step.get("control", (0.0, 0.0, 0.0))),
         ego_rear_axle_xy_m=(x, y),
+        walkers=walkers,
+        light_state=np.array([int(c) for c in lights], np.int8) if lights else None,
     )
 
 
@@ -148,13 +163,13 @@ def _fallback_bev(snap: Any, route_xy: np.ndarray, plan_xy: np.ndarray | None, c
     return img
 
 
-def _bev_renderer(town_name: str) -> Any:
+def _bev_renderer(town_name: str, maps_dirs: Sequence[str] = ()) -> Any:
     """E1's town renderer, or None (the plain fallback view is used) when it cannot be built."""
     try:
         from autovla_agent.sim.world.render import CameraRenderer, RenderConfig
         from autovla_agent.sim.world.town import Town
 
-        return CameraRenderer.for_town(Town.load(town_name), RenderConfig())
+        return CameraRenderer.for_town(Town.load(town_name, tuple(maps_dirs)), RenderConfig())
     except Exception as exc:  # noqa: BLE001 -- a replay must still come out without the town renderer
         logger.warning("town renderer unavailable (%s: %s); drawing a plain bird's-eye view", type(exc).__name__, exc)
         return None
@@ -193,9 +208,16 @@ def render_video(log_dir: str | Path, out_path: str | Path | None = None, config
     frames = FrameStore(log_dir)
     out = Path(out_path) if out_path is not None else log_dir.parent / log_dir.name
     route_xy = np.asarray(meta.get("route_xy_world_m", []), float).reshape(-1, 2)
-    renderer = _bev_renderer(str(meta.get("town", "")))
+    renderer = _bev_renderer(str(meta.get("town", "")), meta.get("maps_dirs", ()))
     ego_size = (float(meta.get("ego_length_m", 4.9)), float(meta.get("ego_width_m", 2.1)))
     events_t = [(float(ev["time_s"]), ev["type"]) for st in steps for ev in st.get("events", [])]
+    # where infractions happened: (time, x, y, label), marked on the map from then on
+    marks = [
+        (float(ev["time_s"]), *ev["xy"], _MARK_LABELS[ev["type"]])
+        for st in steps
+        for ev in st.get("events", [])
+        if ev.get("xy") and ev["type"] in _MARK_LABELS
+    ]
     video_steps = [st for st in steps if st.get("video") and "ego" in st]
     if not video_steps:
         raise ValueError(f"{log_dir}: the log has no video frames")
@@ -223,6 +245,7 @@ def render_video(log_dir: str | Path, out_path: str | Path | None = None, config
                         size_px=config.bev_size_px,
                         meters_per_px=config.bev_meters_per_px,
                         planned_xy_world_m=plan_xy,
+                        markers=[(mx, my, label) for te, mx, my, label in marks if te <= float(st["time_s"])],
                     )
                 except Exception as exc:  # noqa: BLE001
                     logger.warning("town renderer failed (%s); using the plain bird's-eye view", exc)

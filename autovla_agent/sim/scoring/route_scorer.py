@@ -2,12 +2,13 @@
 
 Each criterion re-implements the behaviour of its CARLA Leaderboard 2.0 / scenario_runner counterpart
 (``RouteCompletionTest``, ``InRouteTest``, ``ActorBlockedTest`` and ``RouteTimeoutBehavior`` here;
-``CollisionTest``, ``OutsideRouteLanesTest`` and ``MinimumSpeedRouteTest`` in ``autovla_agent.sim.scoring.criteria``) on
-numpy arrays in the internal WORLD frame of ``autovla_agent.sensors.frames`` (x east, y north, yaw CCW radians).
-Positions are box centres, the CARLA actor location. Messages quote positions in CARLA coordinates (y flipped)
-with the leaderboard's wording. Red lights and stop signs: the embedded towns have no signals, so these keys
-stay empty. Events, penalties and ``compute_scores`` live in ``autovla_agent.sim.scoring.infractions``, the
-thresholds (``ScoringConfig``) in ``autovla_agent.sim.scoring.config``.
+``CollisionTest``, ``OutsideRouteLanesTest`` and ``MinimumSpeedRouteTest`` in ``autovla_agent.sim.scoring.criteria``,
+``RunningRedLightTest`` and ``RunningStopTest`` in ``autovla_agent.sim.scoring.traffic_rules``) on numpy arrays in
+the internal WORLD frame of ``autovla_agent.sensors.frames`` (x east, y north, yaw CCW radians). Positions are box
+centres, the CARLA actor location. Messages quote positions in CARLA coordinates (y flipped) with the
+leaderboard's wording. Red lights and stop signs are scored when the scorer knows the town (its signals) and the
+snapshots carry the light states. Events, penalties and ``compute_scores`` live in
+``autovla_agent.sim.scoring.infractions``, the thresholds (``ScoringConfig``) in ``autovla_agent.sim.scoring.config``.
 
 Route timeout (the formula chosen, scenario_runner's ``RouteTimeoutBehavior``): the budget starts at 300 s and
 grows, as the ego advances along the route, by each advanced distance / (10 % of the speed limit), i.e.
@@ -31,6 +32,7 @@ from autovla_agent.sim.scoring.criteria import (
     carla_at,
 )
 from autovla_agent.sim.scoring.infractions import EventType, RouteScores, TrafficEvent, compute_scores
+from autovla_agent.sim.scoring.traffic_rules import RunningRedLightTest, RunningStopTest
 from autovla_agent.sim.world.lane_query import LaneQuery, LaneSample
 
 __all__ = ["RouteScorer"]
@@ -44,6 +46,7 @@ class RouteScorer:
         route_yaw_rad: (N,) route direction; None derives it from the polyline.
         lanes: the map query for outside-lanes and layout collisions; None disables both.
         config: thresholds.
+        town: the route's ``Town``: enables the red-light and stop-sign tests on its signals (None: off).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class RouteScorer:
         route_yaw_rad: np.ndarray | None = None,
         lanes: LaneQuery | None = None,
         config: ScoringConfig | None = None,
+        town: Any = None,
     ) -> None:
         self.config = config or ScoringConfig()
         self.route = RoutePath(route_xy_world_m, route_yaw_rad)
@@ -60,9 +64,17 @@ class RouteScorer:
         self.lanes = lanes
         self.events: list[TrafficEvent] = []
         self.frame = -1
+        self._time_s = 0.0  # of the last tick (the closing min-speed checkpoint is stamped with it)
         self._collisions = CollisionTest(self.config, lanes)
         self._outside_lanes = OutsideRouteLanesTest(self.config, self.route, has_lanes=lanes is not None)
         self._min_speed = MinSpeedRouteTest(self.config, self.route)
+        self._red_light: RunningRedLightTest | None = None
+        self._stop: RunningStopTest | None = None
+        if town is not None:
+            from autovla_agent.sim.world.signals import town_signals
+
+            self._red_light = RunningRedLightTest(town, town_signals(town))
+            self._stop = RunningStopTest(town, town_signals(town))
         # Route completion
         self.completion_pct = 0.0
         self.target_reached = False
@@ -107,7 +119,7 @@ class RouteScorer:
     def update(self, snapshot: Any) -> list[TrafficEvent]:
         """Evaluate one tick of a ``WorldSnapshot`` (ego, vehicles[, walkers]); return the new events."""
         ego = EgoTick.from_snapshot(snapshot)
-        self.frame = ego.frame
+        self.frame, self._time_s = ego.frame, ego.time_s
         n_before = len(self.events)
         lane = self.lanes.nearest_driving_lane(ego.x_m, ego.y_m) if self.lanes is not None else None
         self._update_completion(ego)
@@ -116,6 +128,9 @@ class RouteScorer:
         self._update_in_route(ego)
         self._update_blocked(ego)
         self._update_timeout(ego, lane)
+        if self._red_light is not None:
+            self.events += self._red_light.update(ego, getattr(snapshot, "light_state", None))
+            self.events += self._stop.update(ego, float(snapshot.ego.speed_mps[0]))
         if self.config.use_min_speed:
             self._add(self._min_speed.update(ego, snapshot.vehicles))
         return self.events[n_before:]
@@ -123,7 +138,7 @@ class RouteScorer:
     def finish(self) -> None:
         """Close the route as the criteria's ``terminate`` does (last min-speed checkpoint)."""
         if self.config.use_min_speed:
-            self._add(self._min_speed.finish(self.frame, self.events[-1].time_s if self.events else 0.0))
+            self._add(self._min_speed.finish(self.frame, self._time_s))
 
     def _add(self, event: TrafficEvent | None) -> None:
         if event is not None:

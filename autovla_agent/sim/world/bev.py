@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from autovla_agent.sim.world.raster import GRASS, TownRaster
+from autovla_agent.sim.world.render_signals import draw_bev_overlay
 
 __all__ = ["EGO_COLOR", "bev_affine", "render_bev", "world_to_bev_px"]
 
@@ -28,11 +29,14 @@ def render_bev(
     meters_per_px: float = 0.2,
     planned_xy_world_m: np.ndarray | None = None,
     ego_offset_frac: float = 0.25,
+    signals: Any = None,
+    markers: list[tuple[float, float, str]] | None = None,
 ) -> np.ndarray:
     """RGB (size_px, size_px, 3) top-down view, ego heading up and ``ego_offset_frac`` below the centre.
 
-    Shows the ground raster, the route (blue), traffic (own colours; parked grey), the ego (red) and an
-    optional planned trajectory (orange), all given in the world frame.
+    Shows the ground raster, the route (blue), traffic (own colours; parked grey), pedestrians (dots), the stop
+    lines of ``signals`` in their light's colour (``snapshot.light_state``) and stop signs (red), the ego (red),
+    an optional planned trajectory (orange) and ``markers`` (x_m, y_m, label): infractions, as red crosses.
     """
     ego = snapshot.ego
     center = (float(ego.x_m[0]), float(ego.y_m[0]), float(ego.yaw_rad[0]))
@@ -60,6 +64,14 @@ def render_bev(
             pts = np.round(corners[i] * 16).astype(np.int32)
             cv2.fillConvexPoly(img, pts, color, lineType=cv2.LINE_AA, shift=4)
             cv2.polylines(img, [pts], True, (20, 20, 20), 1, lineType=cv2.LINE_AA, shift=4)
+    draw_bev_overlay(
+        img,
+        lambda xy: world_to_bev_px(xy, affine),
+        signals,
+        getattr(snapshot, "light_state", None),
+        getattr(snapshot, "walkers", None),
+        None,
+    )
     if planned_xy_world_m is not None and len(planned_xy_world_m) > 0:
         pts = world_to_bev_px(np.asarray(planned_xy_world_m)[:, :2], affine)
         cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, (255, 150, 0), 2, cv2.LINE_AA, shift=4)
@@ -73,6 +85,8 @@ def render_bev(
         np.array([[center[0] + math.cos(center[2]) * 2.45, center[1] + math.sin(center[2]) * 2.45]]), affine
     )[0]
     cv2.circle(img, (int(nose[0]), int(nose[1])), 2, (255, 255, 255), -1)
+    if markers:
+        draw_bev_overlay(img, lambda xy: world_to_bev_px(xy, affine), None, None, None, markers)
     return img
 
 

@@ -1,4 +1,4 @@
-"""Top-down raster pyramid of an embedded town's ground (grass, roads, junctions, shoulders, sidewalks, markings).
+"""Top-down raster pyramid of an embedded town's ground (grass, roads, sidewalks, markings, stop lines, crosswalks).
 
 Painted once per town and resolution in the internal WORLD frame (x east, y north) with OpenCV; the camera
 renderer warps it through the ground-plane homography and the bird's-eye view through an affine map
@@ -13,7 +13,10 @@ import math
 import cv2
 import numpy as np
 
+from autovla_agent.sim.world.render_signals import paint_static_signals
+from autovla_agent.sim.world.signals import town_signals
 from autovla_agent.sim.world.town import Town
+from autovla_agent.sim.world.walker_paths import walker_paths
 
 __all__ = ["GRASS", "TownRaster", "town_raster"]
 
@@ -97,6 +100,7 @@ class TownRaster:
                         self._line(img, seg, color, MARK_WIDTH_M)
                 else:
                     self._line(img, xy, color, MARK_WIDTH_M)
+        paint_static_signals(img, self.to_px, town_signals(town), walker_paths(town).crossings)
 
 
 def _dashes(xy: np.ndarray, s_m: np.ndarray) -> list[np.ndarray]:

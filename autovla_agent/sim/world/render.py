@@ -6,13 +6,15 @@ top-down raster pyramid in the internal WORLD frame (x east, y north; ``raster.p
 1. sky: a vertical gradient where the pixel ray does not hit the ground (horizon from the camera rotation);
 2. ground: ``cv2.warpPerspective`` of the raster through the ground-plane homography, in horizontal bands
    that read coarser pyramid levels with distance (cheap anti-aliasing), distance haze near the horizon;
-3. vehicles: painter's algorithm, far to near, each a lower body box and a cabin box with flat-shaded faces,
-   back faces culled, faces clipped at the near plane, then projected.
+3. light-state strips on the ground before the stop lines (``render_signals.py``);
+4. objects (``render_boxes.py``): painter's algorithm, far to near, over vehicles (a lower body box and a cabin
+   box), pedestrians, traffic lights (lamp in the state colour) and stop signs, flat-shaded, back faces culled,
+   faces clipped at the near plane, then projected.
 
 Camera model as CARLA's ``sensor.camera.rgb``: pinhole, horizontal ``fov``, principal point at the image centre,
 mounted at (x, y, z, roll, pitch, yaw) in the CARLA vehicle frame (x forward, y right, z up, degrees; yaw > 0
 looks right, pitch > 0 looks up) relative to the actor origin (box centre, on the ground). Output is BGRA
-uint8 (H, W, 4) like the leaderboard's camera data. Town01/Town02 are flat: the ground is z = 0.
+uint8 (H, W, 4) like the leaderboard's camera data. The ground is drawn flat (z = 0) in every town.
 The bird's-eye view (``CameraRenderer.render_bev``) is drawn by ``bev.py`` from the same raster.
 """
 
@@ -30,6 +32,15 @@ import numpy as np
 from autovla_agent.sensors import frames
 from autovla_agent.sim.world import bev
 from autovla_agent.sim.world.raster import GRASS, town_raster
+from autovla_agent.sim.world.render_boxes import (
+    SceneObjects,
+    concat_objects,
+    paint_ground_quads,
+    paint_objects,
+    two_box_objects,
+)
+from autovla_agent.sim.world.render_signals import light_strips, signal_objects, walker_objects
+from autovla_agent.sim.world.signals import town_signals
 from autovla_agent.sim.world.town import Town
 
 logger = logging.getLogger(__name__)
@@ -177,38 +188,25 @@ def _sky(width: int, height: int) -> np.ndarray:
     return np.repeat(col[:, None, :], width, axis=1).astype(np.uint8)
 
 
-def _box_faces(length: float, width: float, z0: float, z1: float, x_off: float = 0.0) -> np.ndarray:
-    """Five faces (5, 4, 3) of a box in its own frame (front, rear, left, right, top), outward CCW order."""
-    hl, hw = 0.5 * length, 0.5 * width
-    a, b = x_off + hl, x_off - hl
-    return np.array(
-        [
-            [[a, -hw, z0], [a, hw, z0], [a, hw, z1], [a, -hw, z1]],  # front
-            [[b, hw, z0], [b, -hw, z0], [b, -hw, z1], [b, hw, z1]],  # rear
-            [[a, hw, z0], [b, hw, z0], [b, hw, z1], [a, hw, z1]],  # left
-            [[b, -hw, z0], [a, -hw, z0], [a, -hw, z1], [b, -hw, z1]],  # right
-            [[a, -hw, z1], [a, hw, z1], [b, hw, z1], [b, -hw, z1]],  # top
-        ]
-    )
-
-
-_FACE_NORMALS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1]], np.float64)
-_LIGHT = np.array([0.35, 0.25, 0.9]) / np.linalg.norm([0.35, 0.25, 0.9])
-
-
-def _clip_near(poly: np.ndarray, near: float) -> np.ndarray:
-    """Sutherland-Hodgman clip of a polygon (n, 3) in camera body coords to x >= near."""
-    out = []
-    n = len(poly)
-    for i in range(n):
-        p, q = poly[i], poly[(i + 1) % n]
-        pin, qin = p[0] >= near, q[0] >= near
-        if pin:
-            out.append(p)
-        if pin != qin:
-            t = (near - p[0]) / (q[0] - p[0])
-            out.append(p + t * (q - p))
-    return np.array(out) if out else np.zeros((0, 3))
+def _vehicle_objects(actors: Any, is_ego: bool) -> SceneObjects:
+    """Vehicles (``ActorArrays``) as a lower body box and a cabin box (shorter, set back, glass sides)."""
+    n = len(actors)
+    hgt = actors.height_m if actors.height_m is not None else np.full(n, 1.5)
+    if is_ego:
+        color = np.tile(np.array(EGO_BODY, np.float64), (n, 1))
+    elif actors.color_rgb is not None:
+        color = actors.color_rgb.astype(np.float64)
+    else:
+        color = np.tile(np.array([90.0, 110.0, 160.0]), (n, 1))
+    length, wid, zero = actors.length_m, actors.width_m, np.zeros(n)
+    objects = two_box_objects(
+        actors.x_m, actors.y_m, actors.yaw_rad,
+        (length, wid, zero, 0.55 * hgt, zero),
+        (0.55 * length, 0.92 * wid, 0.55 * hgt, hgt, -0.08 * length),
+        color, color, last=np.full(n, is_ego),
+    )  # fmt: skip
+    objects.colors[:, 5:9] = GLASS  # cabin sides are glass, the cabin roof keeps the body colour
+    return objects
 
 
 class CameraRenderer:
@@ -218,6 +216,7 @@ class CameraRenderer:
         self.town = town
         self.config = config or RenderConfig()
         self.raster = town_raster(town, self.config.raster_m_per_px, self.config.raster_levels)
+        self.signals = town_signals(town)
 
     @staticmethod
     @functools.cache
@@ -264,7 +263,7 @@ class CameraRenderer:
             part = img[a:b].astype(np.float32)
             img[a:b] = (part + (np.array(HAZE[::-1], np.float32) - part) * t).astype(np.uint8)
         if snapshot is not None:
-            self._draw_vehicles(img, pose, f, snapshot)
+            self._draw_scene(img, pose, f, snapshot)
         return img
 
     def _homography(self, pose: CameraPose, f: float, width: int, height: int, level: int) -> np.ndarray:
@@ -276,80 +275,28 @@ class CameraRenderer:
         # OpenCV pixel centres are at integers; ours at +0.5
         return np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]]) @ h
 
-    def _draw_vehicles(self, img: np.ndarray, pose: CameraPose, f: float, snapshot: Any) -> None:
-        """Painter's algorithm over the ego and traffic boxes, far to near, frustum- and back-face culled."""
+    def _draw_scene(self, img: np.ndarray, pose: CameraPose, f: float, snapshot: Any) -> None:
+        """Light-state strips on the ground, then vehicles, pedestrians, lights and signs far to near."""
         cfg = self.config
-        height, width = img.shape[:2]
-        parts = [snapshot.vehicles]
+        cam_xy = pose.center_m[:2]
+        state = getattr(snapshot, "light_state", None)
+        quads, colors = light_strips(self.signals, state, cam_xy, cfg.max_vehicle_distance_m)
+        paint_ground_quads(img, pose.center_m, pose.rotation, f, quads, colors, near_clip_m=cfg.near_clip_m)
+        parts = [_vehicle_objects(snapshot.vehicles, False)]
+        parts.append(walker_objects(getattr(snapshot, "walkers", None)))
+        if state is not None:  # a snapshot of a world with signals (hand-made scenes have none)
+            parts.append(signal_objects(self.signals, state, cam_xy, cfg.max_vehicle_distance_m))
         if cfg.draw_ego_in_camera:
-            parts.append(snapshot.ego)
-        x = np.concatenate([p.x_m for p in parts])
-        y = np.concatenate([p.y_m for p in parts])
-        yaw = np.concatenate([p.yaw_rad for p in parts])
-        length = np.concatenate([p.length_m for p in parts])
-        wid = np.concatenate([p.width_m for p in parts])
-        hgt = np.concatenate([p.height_m if p.height_m is not None else np.full(len(p), 1.5) for p in parts])
-        colors = [
-            p.color_rgb if p.color_rgb is not None else np.tile(np.array([90, 110, 160], np.uint8), (len(p), 1))
-            for p in parts[:1]
-        ]
-        if cfg.draw_ego_in_camera:
-            colors.append(np.array([EGO_BODY], np.uint8))
-        color = np.concatenate(colors).astype(np.float64)
-        cam = pose.center_m
-        dist = np.hypot(x - cam[0], y - cam[1])
-        keep = np.nonzero(dist <= cfg.max_vehicle_distance_m)[0]
-        if len(keep) == 0:
-            return
-        x, y, yaw, length, wid, hgt, color, dist = (v[keep] for v in (x, y, yaw, length, wid, hgt, color, dist))
-        n = len(keep)
-        # unit-box faces scaled per vehicle: lower body (0..0.55 h) and cabin (0.55 h..h, shorter, set back)
-        unit = _box_faces(1.0, 1.0, 0.0, 1.0)  # (5, 4, 3), x/y in [-0.5, 0.5], z in [0, 1]
-        body = unit[None] * np.stack([length, wid, 0.55 * hgt], -1)[:, None, None, :]
-        cabin = unit[None] * np.stack([0.55 * length, 0.92 * wid, 0.45 * hgt], -1)[:, None, None, :]
-        cabin = cabin + np.stack([-0.08 * length, np.zeros(n), 0.55 * hgt], -1)[:, None, None, :]
-        faces = np.concatenate([body, cabin], axis=1)  # (n, 10, 4, 3) vehicle frame
-        c, s_ = np.cos(yaw), np.sin(yaw)
-        rot = np.zeros((n, 3, 3))
-        rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s_, s_, c, 1.0
-        world = np.einsum("nij,nfkj->nfki", rot, faces) + np.stack([x, y, np.zeros(n)], -1)[:, None, None, :]
-        normals = np.einsum("nij,fj->nfi", rot, np.tile(_FACE_NORMALS, (2, 1)).astype(np.float64))
-        visible = ((world.mean(axis=2) - cam) * normals).sum(-1) < 0.0  # (n, 10)
-        bodyc = (world - cam) @ pose.rotation  # (n, 10, 4, 3) camera body coords (x fwd, y left, z up)
-        tx, ty = (width / 2.0) / f, (height / 2.0) / f
-        bx, by, bz = bodyc[..., 0], bodyc[..., 1], bodyc[..., 2]
-        outside = (
-            (bx < cfg.near_clip_m).all(-1)
-            | (by > bx * tx).all(-1)
-            | (-by > bx * tx).all(-1)
-            | (bz > bx * ty).all(-1)
-            | (-bz > bx * ty).all(-1)
+            parts.append(_vehicle_objects(snapshot.ego, True))
+        paint_objects(
+            img,
+            pose.center_m,
+            pose.rotation,
+            f,
+            concat_objects(parts),
+            max_distance_m=cfg.max_vehicle_distance_m,
+            near_clip_m=cfg.near_clip_m,
         )
-        visible &= ~outside
-        shade = 0.55 + 0.45 * np.clip(normals @ _LIGHT, 0.0, None)  # (n, 10)
-        base = np.broadcast_to(color[:, None, :], (n, 10, 3)).copy()
-        base[:, 5:9] = GLASS  # cabin sides are glass, the cabin roof keeps the body colour
-        bgr = np.minimum(255.0, base * shade[..., None])[..., ::-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = width / 2.0 - 0.5 - f * by / bx  # OpenCV pixel centres at integers
-            v = height / 2.0 - 0.5 - f * bz / bx
-        uv = np.round(np.clip(np.stack([u, v], -1), -1e6, 1e6) * 16)
-        needs_clip = (bx < cfg.near_clip_m).any(-1)
-        order_key = dist.copy()
-        if cfg.draw_ego_in_camera and keep[-1] == len(snapshot.vehicles):
-            order_key[-1] = -1.0  # the camera sits on the ego: its body is always the nearest
-        for k in np.argsort(-order_key, kind="stable"):
-            for fi in np.nonzero(visible[k])[0]:
-                if needs_clip[k, fi]:
-                    poly = _clip_near(bodyc[k, fi], cfg.near_clip_m)
-                    if len(poly) < 3:
-                        continue
-                    pu = width / 2.0 - 0.5 - f * poly[:, 1] / poly[:, 0]
-                    pv = height / 2.0 - 0.5 - f * poly[:, 2] / poly[:, 0]
-                    pts = np.round(np.clip(np.stack([pu, pv], -1), -1e6, 1e6) * 16).astype(np.int32)
-                else:
-                    pts = uv[k, fi].astype(np.int32)
-                cv2.fillConvexPoly(img, pts, tuple(bgr[k, fi].tolist()), lineType=cv2.LINE_AA, shift=4)
 
     # ----- bird's-eye view -----
     def render_bev(
@@ -361,8 +308,12 @@ class CameraRenderer:
         meters_per_px: float = 0.2,
         planned_xy_world_m: np.ndarray | None = None,
         ego_offset_frac: float = 0.25,
+        markers: list[tuple[float, float, str]] | None = None,
     ) -> np.ndarray:
-        """RGB (size_px, size_px, 3) top-down view of this town's raster (``bev.render_bev``), ego heading up."""
+        """RGB (size_px, size_px, 3) top-down view of this town's raster (``bev.render_bev``), ego heading up.
+
+        ``markers``: (x_m, y_m, label) of infractions to flag on the map.
+        """
         return bev.render_bev(
             self.raster,
             snapshot,
@@ -371,4 +322,6 @@ class CameraRenderer:
             meters_per_px=meters_per_px,
             planned_xy_world_m=planned_xy_world_m,
             ego_offset_frac=ego_offset_frac,
+            signals=self.signals,
+            markers=markers,
         )

@@ -29,13 +29,18 @@ from typing import Any, Literal
 import numpy as np
 
 from autovla_agent.sim.world.ego import EgoConfig, EgoVehicle
+from autovla_agent.sim.world.lane_arrays import lane_arrays
 from autovla_agent.sim.world.render import CameraRenderer, RenderConfig
 from autovla_agent.sim.world.route_files import RouteError, RouteSpec
 from autovla_agent.sim.world.routes import DenseRoute, densify_route, global_plan
 from autovla_agent.sim.world.sensors import SensorSimConfig, SensorSimulator
+from autovla_agent.sim.world.signal_state import SignalConfig, TrafficLightController
+from autovla_agent.sim.world.signals import town_signals
 from autovla_agent.sim.world.town import Town
 from autovla_agent.sim.world.traffic import Traffic
 from autovla_agent.sim.world.traffic_model import TrafficConfig
+from autovla_agent.sim.world.traffic_signals import SignalObedience
+from autovla_agent.sim.world.walkers import WalkerConfig, Walkers
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +49,17 @@ __all__ = ["ActorArrays", "World", "WorldConfig", "WorldSnapshot"]
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WorldConfig:
-    """Configuration of one embedded world: step, ego response, traffic, sensors and rendering."""
+    """Configuration of one embedded world: step, ego response, traffic, pedestrians, signals, sensors, rendering."""
 
     dt_s: float = 0.05  # fixed step, as the leaderboard's fixed_delta_seconds
     ego: EgoConfig = field(default_factory=EgoConfig)
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    walkers: WalkerConfig = field(default_factory=WalkerConfig)
+    signals: SignalConfig = field(default_factory=SignalConfig)
     sensors: SensorSimConfig = field(default_factory=SensorSimConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     track: Literal["SENSORS", "MAP"] = "SENSORS"  # MAP allows sensor.opendrive_map
+    maps_dirs: tuple[str, ...] = ()  # folders of <town>.xodr looked in before the shipped maps (e.g. CARLA's)
 
     def __post_init__(self) -> None:
         """Validate the step."""
@@ -105,6 +113,8 @@ class WorldSnapshot:
 
     ``ego`` has one row (id 0). ``control`` is the last applied ``(steer_carla, throttle, brake)`` with CARLA's
     sign (+steer = right); ``steer_rad`` is the ego's actual front-wheel angle (internal sign, + = left).
+    ``walkers`` are the pedestrians (ids from ``walkers.WALKER_ID_BASE + 1``); ``light_state`` (H,) the state of
+    every traffic-light head of the town (``signal_state.GREEN/YELLOW/RED``, heads as ``signals.LightHeads``).
     """
 
     frame: int
@@ -116,13 +126,15 @@ class WorldSnapshot:
     ego_steer_rad: float
     control: tuple[float, float, float]
     ego_rear_axle_xy_m: tuple[float, float]
+    walkers: ActorArrays | None = None
+    light_state: np.ndarray | None = None
 
 
 class World:
     """One closed-loop route run on an embedded CARLA town (see the module docstring for the loop).
 
     Args:
-        town: a ``Town`` or the name of a shipped town ("Town01", "Town02").
+        town: a ``Town`` or a town name (shipped, or in ``config.maps_dirs``).
         route: a parsed ``RouteSpec`` (densified here with the lane topology) or an already dense ``DenseRoute``.
         config: the world configuration.
         seed: seeds traffic spawning and junction choices; the same seed gives the same run.
@@ -133,11 +145,14 @@ class World:
             ``interpolate_trajectory``.
         ego: the ``EgoVehicle`` (spawned on route[0], at rest, facing along the route).
         traffic: the ``Traffic`` (IDM vehicles and parked obstacles).
+        walkers: the ``Walkers`` (pedestrians on sidewalks and crossings near the route).
+        signals: the town's ``TownSignals`` (lights, stop signs, speed limits).
+        lights: the ``TrafficLightController`` (head states, advanced every tick).
         frame: number of ticks done since the start (0 before the first tick).
         time_s: simulated seconds since the start (``frame * dt_s``); the agent's ``timestamp``.
 
     Raises:
-        UnknownTownError: the town is not shipped (the message lists the shipped towns).
+        UnknownTownError: the town is in no map folder (the message names them and the shipped towns).
         RouteError: a keypoint off the road network, no lane path, or a route of another town.
 
     Sensor noise (GNSS, IMU) and traffic draw from generators seeded with ``seed``: a run repeats exactly for
@@ -150,7 +165,7 @@ class World:
     ) -> None:
         self.config = config or WorldConfig()
         self.seed = int(seed)
-        self.town = town if isinstance(town, Town) else Town.load(town)
+        self.town = town if isinstance(town, Town) else Town.load(town, tuple(self.config.maps_dirs))
         self.route = route if isinstance(route, DenseRoute) else densify_route(self.town, route)
         if self.route.town != self.town.name:
             raise RouteError(f"route {self.route.route_id} is on {self.route.town}, the world is {self.town.name}")
@@ -158,6 +173,17 @@ class World:
         self.time_s = 0.0
         self.ego = EgoVehicle.spawn_on_route(self.route, self.config.ego)
         self.traffic = Traffic.spawn(self.town, self.route, self.config.traffic, seed=self.seed)
+        self.signals = town_signals(self.town)
+        self.lights = TrafficLightController(self.signals.heads, self.config.signals, seed=self.seed)
+        reference = self.config.traffic.reference_speed_limit_mps
+        self.traffic.rules = SignalObedience(
+            lane_arrays(self.town),
+            self.signals,
+            self.lights,
+            obey_stop_signs=self.config.signals.stop_signs,
+            reference_speed_limit_mps=reference if reference > 0 else None,
+        )
+        self.walkers = Walkers.spawn(self.town, self.route.xy_world_m, self.config.walkers, seed=self.seed)
         self._renderer: CameraRenderer | None = None
         self._sensors = SensorSimulator(self.town, self.config.sensors, track=self.config.track, seed=self.seed)
 
@@ -184,10 +210,23 @@ class World:
         self.ego.apply_control(control)
 
     def tick(self) -> None:
-        """Advance the world by ``dt_s``: ego response + bicycle model, then the IDM traffic (no rendering)."""
+        """Advance the world by ``dt_s``: the ego (response + bicycle model), lights, pedestrians, then the traffic."""
         dt_s = self.config.dt_s
         self.ego.step(dt_s)
-        self.traffic.step(dt_s, self.ego.box_state())
+        self.lights.update(self.time_s + dt_s)
+        ego_box = self.ego.box_state()
+        t = self.traffic
+        vehicles = (
+            np.append(t.x_m, ego_box[0]),
+            np.append(t.y_m, ego_box[1]),
+            np.append(t.yaw_rad, ego_box[2]),
+            np.append(t.speed_mps, ego_box[3]),
+            np.append(t.length_m, ego_box[4]),
+            np.append(t.width_m, ego_box[5]),
+            np.append(t.parked, False),
+        )
+        self.walkers.step(dt_s, vehicles)
+        self.traffic.step(dt_s, ego_box, self.walkers)
         self.frame += 1
         self.time_s = self.frame * dt_s
 
@@ -231,6 +270,24 @@ class World:
             ego_steer_rad=e.steer_rad,
             control=(e.control.steer, e.control.throttle, e.control.brake),
             ego_rear_axle_xy_m=(float(e.state[0]), float(e.state[1])),
+            walkers=self._walker_arrays(),
+            light_state=self.lights.state.copy(),
+        )
+
+    def _walker_arrays(self) -> ActorArrays:
+        """The pedestrians as ``ActorArrays`` (copies)."""
+        w = self.walkers
+        return ActorArrays(
+            ids=w.ids.copy(),
+            x_m=w.x_m.copy(),
+            y_m=w.y_m.copy(),
+            yaw_rad=w.yaw_rad.copy(),
+            speed_mps=w.speed_mps.copy(),
+            length_m=w.length_m.copy(),
+            width_m=w.width_m.copy(),
+            parked=np.zeros(len(w), bool),
+            height_m=w.height_m.copy(),
+            color_rgb=w.color_rgb.copy(),
         )
 
     # ----- rendering -----

@@ -1,11 +1,13 @@
-"""Shipped CARLA towns built offline with ``carla.Map(name, xodr)``, lane geometry precomputed as numpy arrays.
+"""CARLA towns built offline with ``carla.Map(name, xodr)``, lane geometry precomputed as numpy arrays.
 
 A ``Town`` wraps CARLA's own map engine (waypoints, topology, lane widths, markings, geolocation) and
 precomputes, once per process and town, every driving lane of the topology as polylines in the internal WORLD
 frame (x east, y north = -y_carla, yaw CCW radians): centre line, left/right borders, width, arc length,
 markings, successors and same-direction neighbours. The arrays serve rendering, traffic, route search and
 scoring queries (point in a driving lane, lane polygon of a position) without touching carla in hot loops.
-Town01/Town02 are flat (z = 0); elevation is ignored.
+Six towns ship with the package (Town01, 02, 04, 06, 07, 10HD); any other CARLA town loads from a folder of
+``<name>.xodr`` files (a CARLA release's ``CarlaUE4/Content/Carla/Maps/OpenDrive``). Elevation is ignored: the
+towns are treated as flat (Town04's bridges and Town07's hills included).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import shapely
@@ -25,16 +28,38 @@ logger = logging.getLogger(__name__)
 LANE_STEP_M = 1.0  # sampling step of lane centre lines (the leaderboard's hop resolution)
 _EPS_M = 1e-3  # points on a shared lane edge count as inside despite float rounding
 
-__all__ = ["LANE_STEP_M", "Lane", "LanePoint", "Town", "UnknownTownError", "available_towns"]
+__all__ = ["LANE_STEP_M", "Lane", "LanePoint", "Town", "UnknownTownError", "available_towns", "find_map"]
 
 
 class UnknownTownError(ValueError):
-    """A town name that has no shipped OpenDRIVE file."""
+    """A town name with no OpenDRIVE file in the given map folders nor among the shipped ones."""
 
 
-def available_towns() -> tuple[str, ...]:
-    """Names of the towns shipped with the package (``maps/<name>.xodr``), sorted."""
-    return tuple(sorted(p.stem for p in MAPS_DIR.glob("*.xodr")))
+CARLA_MAPS_HINT = "CARLA_ROOT/CarlaUE4/Content/Carla/Maps/OpenDrive"  # where a CARLA release keeps its towns' xodr
+
+
+def available_towns(maps_dirs: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Names of the towns in ``maps_dirs`` and shipped with the package (``maps/<name>.xodr``), sorted."""
+    folders = [Path(d).expanduser() for d in maps_dirs] + [MAPS_DIR]
+    return tuple(sorted({p.stem for d in folders for p in d.glob("*.xodr")}))
+
+
+def find_map(name: str, maps_dirs: tuple[str, ...] = ()) -> Path:
+    """The ``<name>.xodr`` of the first of ``maps_dirs`` that has it, else the shipped one.
+
+    Raises:
+        UnknownTownError: naming every folder looked in and the towns found there.
+    """
+    folders = [Path(d).expanduser() for d in maps_dirs] + [MAPS_DIR]
+    for folder in folders:
+        path = folder / f"{name}.xodr"
+        if path.is_file():
+            return path
+    looked = ", ".join(str(f) for f in folders)
+    raise UnknownTownError(
+        f"unknown town {name!r}: no {name}.xodr in {looked}; the embedded runner ships "
+        f"{list(available_towns())}; with CARLA installed, pass --maps-dir {CARLA_MAPS_HINT} for its other towns"
+    )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -103,6 +128,18 @@ def _wp_xy_yaw(wp) -> tuple[float, float, float]:
     return float(x), float(y), float(frames.carla_yaw_deg_to_world_rad(rot.yaw))
 
 
+def _own_samples(key: tuple[int, int, int], wps: list) -> list:
+    """Samples of one lane up to the first that belongs to another lane section (kept: it is where this one ends).
+
+    ``next_until_lane_end`` runs on through a road's next section when the lane keeps its road (Town04/06/07
+    junction roads): without the cut such a lane would overlap its own successor.
+    """
+    for i, w in enumerate(wps[:-1]):
+        if (w.road_id, w.section_id, w.lane_id) != key:
+            return wps[: i + 1]
+    return wps
+
+
 def _outer_sides(wp) -> tuple[tuple[str, float, float], ...]:
     """Non-driving lanes (shoulder, sidewalk...) right of a driving lane: (type, inner, outer) beyond its border."""
     sides: list[tuple[str, float, float]] = []
@@ -142,12 +179,9 @@ class Town:
     # ----- construction -----
     @staticmethod
     @functools.cache
-    def load(name: str) -> Town:
-        """Return the shipped town ``name`` (cached); raise ``UnknownTownError`` listing the shipped towns."""
-        path = MAPS_DIR / f"{name}.xodr"
-        if not path.is_file():
-            raise UnknownTownError(f"unknown town {name!r}: the embedded runner ships {list(available_towns())}")
-        return Town(name, path.read_text(encoding="utf-8"))
+    def load(name: str, maps_dirs: tuple[str, ...] = ()) -> Town:
+        """Return town ``name`` from ``maps_dirs`` or the shipped maps (cached); ``UnknownTownError`` if none has it."""
+        return Town(name, find_map(name, tuple(maps_dirs)).read_text(encoding="utf-8"))
 
     def _build_lanes(self) -> tuple[Lane, ...]:
         """Sample every topology lane at ``LANE_STEP_M`` and link successors and same-direction neighbours."""
@@ -164,7 +198,7 @@ class Town:
         raw = []
         for k in keys:
             wp0 = entries[k]
-            wps = [wp0, *wp0.next_until_lane_end(LANE_STEP_M)]
+            wps = _own_samples(k, [wp0, *wp0.next_until_lane_end(LANE_STEP_M)])
             pts = np.array([_wp_xy_yaw(w) for w in wps])
             keep = np.concatenate([[True], np.hypot(*np.diff(pts[:, :2], axis=0).T) > 0.05])
             wps = [w for w, kk in zip(wps, keep, strict=True) if kk]

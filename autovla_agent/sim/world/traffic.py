@@ -33,9 +33,10 @@ from autovla_agent.sim.world.traffic_perception import (
     EgoRouteLanes,
     corridor_gaps,
     goes_first,
-    junction_yield,
+    junction_yield_with_ego,
     path_ahead,
 )
+from autovla_agent.sim.world.traffic_signals import SignalObedience
 from autovla_agent.sim.world.traffic_spawn import free_slots, kerb_parking_poses, obstacle_placement
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ class Traffic:
         self._loops: dict[int, tuple[int, ...]] = {}  # row -> closed lane cycle it follows
         self._route_xy: np.ndarray | None = None
         self._ego_route: EgoRouteLanes | None = None  # the ego's route lanes, for junction conflicts
+        self._speed_scale = np.zeros(n)  # desired-speed factor of the speed limit in force
+        self.rules: SignalObedience | None = None  # lights, stop signs and speed limits (None: none)
+        self._walkers: Any = None  # pedestrians seen as standing obstacles (``Walkers.obstacle_boxes``)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -157,6 +161,7 @@ class Traffic:
             ("_lead_cos", 0.0),
             ("_v_allow", v0),
             ("_yield_to", -1),
+            ("_speed_scale", 1.0),
         ):
             arr = getattr(self, name)
             setattr(self, name, np.concatenate([arr, np.array([value], dtype=arr.dtype)]))
@@ -261,8 +266,14 @@ class Traffic:
         x, y, c, s = self.lanes.lookup(self.lane_seq[m, 0], self.s_m[m], curvature=False)
         self.x_m[m], self.y_m[m], self.yaw_rad[m] = x, y, np.arctan2(s, c)
 
-    def step(self, dt_s: float, ego_box: tuple[float, float, float, float, float, float] | None = None) -> None:
-        """Advance all vehicles by ``dt_s``; ``ego_box`` = (x, y, yaw, speed, length, width) of the ego centre."""
+    def step(
+        self, dt_s: float, ego_box: tuple[float, float, float, float, float, float] | None = None, walkers: Any = None
+    ) -> None:
+        """Advance all vehicles by ``dt_s``; ``ego_box`` = (x, y, yaw, speed, length, width) of the ego centre.
+
+        ``walkers``: the pedestrians (``Walkers``) vehicles stop for, or None.
+        """
+        self._walkers = walkers
         self.time_s += dt_s
         self._ticks += 1
         self._ego_speed = None if ego_box is None else float(ego_box[3])
@@ -291,10 +302,13 @@ class Traffic:
         half_len = 0.5 * self.length_m[idx]
         path = path_ahead(self.lanes, seq, self.s_m[idx], half_len, cfg.lookahead_m, cfg.sample_spacing_m)
         everyone = Boxes(self.x_m, self.y_m, self.yaw_rad, self.length_m, self.width_m, self.ids)
-        others = everyone  # the obstacles: every vehicle plus the ego
+        others = everyone  # the obstacles: every vehicle plus the ego, then the pedestrians
         if ego_box is not None:
             ex, ey, eyaw, _, el, ew = ego_box
             others = everyone.appended(ex, ey, eyaw, el, ew, EGO_ID)
+        num_vehicles = len(others.ids)
+        if self._walkers is not None and len(self._walkers):
+            others = others.extended(*self._walkers.obstacle_boxes(), self._walkers.ids)
         gap, cos_pair = corridor_gaps(path, everyone.take(idx), others, cfg.lookahead_m, cfg.sample_spacing_m)
         oid = others.ids
         crossing = cos_pair < 0.7  # (n, M) not following the same way
@@ -303,10 +317,20 @@ class Traffic:
         gap = np.where(ignore, np.inf, gap)
         lead = np.argmin(gap, 1)
         lead_gap = gap[np.arange(n), lead]
+        walker_lead = lead >= num_vehicles  # a pedestrian: a standing obstacle (its speed is not along the path)
         # junction conflicts: stop before the conflict zone of a vehicle that gets there first
-        yield_gap = self._yield_gap(idx, seq, path.lane_start_m, half_len, ego_box)
-        use_yield = yield_gap < lead_gap
-        lead_gap = np.where(use_yield, yield_gap, lead_gap)
+        ego = self._ego_route.ahead(ego_box[:2]) if ego_box is not None and self._ego_route is not None else None
+        yield_gap, self._yield_to[idx] = junction_yield_with_ego(
+            self.lanes, seq, path.lane_start_m, half_len, self.speed_mps[idx], self.ids[idx], ego, ego_box,
+            lookahead_m=cfg.lookahead_m, max_decel_mps2=cfg.max_decel_mps2,
+        )  # fmt: skip
+        if self.rules is not None:  # red/yellow lights and stop signs: standing obstacles at their lines
+            yield_gap = np.minimum(
+                yield_gap, self.rules.gaps(idx, seq, path.lane_start_m, half_len, self.speed_mps[idx], cfg)
+            )
+            self._speed_scale[idx] = self.rules.speed_scale(seq, self.s_m[idx])
+        use_yield = (yield_gap < lead_gap) | walker_lead
+        lead_gap = np.minimum(lead_gap, yield_gap)
         # desired speed, lowered before curves: v_allow(d) = sqrt(v_curve^2 + 2 b d)
         v_curve2 = cfg.max_lateral_accel_mps2 / np.maximum(path.curvature, 1e-4)
         self._v_allow[idx] = np.sqrt(v_curve2 + 2.0 * cfg.comfort_decel_mps2 * path.ahead_m[None, :]).min(1)
@@ -329,41 +353,9 @@ class Traffic:
         lead_v = np.where(ref > 0, speeds[np.maximum(ref, 1) - 1], 0.0) * self._lead_cos[idx]
         if self._ego_speed is not None:
             lead_v = np.where(ref == 0, self._ego_speed * self._lead_cos[idx], lead_v)
-        v0 = np.minimum(self.v0_mps[idx], self._v_allow[idx])
+        v0 = np.minimum(self.v0_mps[idx] * self._speed_scale[idx], self._v_allow[idx])
         held = self.parked[idx] | (self.hold_until_s[idx] > self.time_s)
         return idm_acceleration(self.speed_mps[idx], v0, lead_v, lead_gap, held, cfg)
-
-    def _yield_gap(
-        self, idx: np.ndarray, seq: np.ndarray, start: np.ndarray, half_len: np.ndarray, ego_box: Any = None
-    ) -> np.ndarray:
-        """(n,) distance from each front bumper to the entry of a junction conflict it must yield at (inf: none).
-
-        The ego takes part through its route lanes (id 0: it wins ties); only traffic yields here (see
-        ``traffic_perception.junction_yield``). Records whom each vehicle yields to in ``yield_to_id``.
-        """
-        v = self.speed_mps[idx]
-        ids = self.ids[idx]
-        ego = None
-        if ego_box is not None and self._ego_route is not None:
-            ego = self._ego_route.ahead(ego_box[:2])
-        if ego is not None:
-            seq = np.vstack([seq, ego[0][None]])
-            start = np.vstack([start, ego[1][None]])
-            half_len = np.append(half_len, 0.5 * ego_box[4])
-            v = np.append(v, max(float(ego_box[3]), 0.0))
-            ids = np.append(ids, EGO_ID)
-        gap, self._yield_to[idx] = junction_yield(
-            self.lanes,
-            seq,
-            start,
-            half_len,
-            v,
-            ids,
-            len(idx),
-            lookahead_m=self.config.lookahead_m,
-            max_decel_mps2=self.config.max_decel_mps2,
-        )
-        return gap
 
     def _advance_lanes(self, idx: np.ndarray) -> None:
         """Move vehicles past their lane end onto the next lane of their sequence (drawing a new far successor)."""
@@ -391,4 +383,6 @@ class Traffic:
             self.s_m[i] = s
             self.speed_mps[i] = 0.5 * self.v0_mps[i]
             self.accel_mps2[i] = 0.0
+            if self.rules is not None:
+                self.rules.reset(np.array([i]))
         self._update_poses()

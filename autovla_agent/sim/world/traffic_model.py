@@ -26,7 +26,8 @@ class TrafficConfig:
     spawn_spacing_m: float = 12.0  # spawn slots along a lane
     min_ego_distance_m: float = 25.0  # no spawn this close to the ego's start
     recycle_distance_m: float = 160.0  # a vehicle this far from the ego respawns near it (0: never)
-    desired_speed_mps: tuple[float, float] = (6.0, 8.5)  # uniform range per vehicle (Town01/02 limit 30 km/h)
+    desired_speed_mps: tuple[float, float] = (6.0, 8.5)  # uniform range per vehicle at the reference limit ...
+    reference_speed_limit_mps: float = 30.0 / 3.6  # ... scaled by the speed limit in force over this (0: no scaling)
     max_accel_mps2: float = 1.5  # IDM a
     comfort_decel_mps2: float = 2.0  # IDM b
     max_decel_mps2: float = 8.0  # hard clamp of IDM braking
@@ -61,6 +62,7 @@ class TrafficConfig:
             "max_lateral_accel_mps2",
         )
         require_at_least(self, names, 0.0, strict=True)
+        require_at_least(self, ("reference_speed_limit_mps",), 0.0)
 
 
 def idm_acceleration(

@@ -28,6 +28,7 @@ __all__ = [
     "corridor_gaps",
     "goes_first",
     "junction_yield",
+    "junction_yield_with_ego",
     "path_ahead",
 ]
 
@@ -51,6 +52,12 @@ class Boxes:
         """The boxes of ``rows``."""
         return Boxes(
             self.x_m[rows], self.y_m[rows], self.yaw_rad[rows], self.length_m[rows], self.width_m[rows], self.ids[rows]
+        )
+
+    def extended(self, *arrays: np.ndarray) -> Boxes:
+        """These boxes and more (x, y, yaw, length, width, ids arrays) at the end."""
+        return Boxes(
+            *(np.concatenate([getattr(self, f), np.asarray(a)]) for f, a in zip(self.__slots__, arrays, strict=True))
         )
 
     def appended(self, x_m: float, y_m: float, yaw_rad: float, length_m: float, width_m: float, box_id: int) -> Boxes:
@@ -295,3 +302,32 @@ def goes_first(gap: np.ndarray, idx: np.ndarray, ids: np.ndarray, oid: np.ndarra
     out = np.zeros_like(gap, dtype=bool)
     out[:, :n_all] = mutual & first
     return out
+
+
+def junction_yield_with_ego(
+    la: LaneArrays,
+    seq: np.ndarray,
+    start: np.ndarray,
+    half_len: np.ndarray,
+    speed_mps: np.ndarray,
+    ids: np.ndarray,
+    ego: tuple[np.ndarray, np.ndarray] | None,
+    ego_box: Any,
+    *,
+    lookahead_m: float,
+    max_decel_mps2: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``junction_yield`` for the traffic rows, with the ego taking part through its route lanes ``ego``.
+
+    ``ego``: (lanes ahead, distance to each lane start) of ``EgoRouteLanes.ahead`` or None (off its route);
+    ``ego_box``: (x, y, yaw, speed, length, width). The ego (id 0) wins ties and never yields here.
+    """
+    n = len(ids)
+    v = speed_mps
+    if ego is not None:
+        seq = np.vstack([seq, ego[0][None]])
+        start = np.vstack([start, ego[1][None]])
+        half_len = np.append(half_len, 0.5 * ego_box[4])
+        v = np.append(v, max(float(ego_box[3]), 0.0))
+        ids = np.append(ids, EGO_ID)
+    return junction_yield(la, seq, start, half_len, v, ids, n, lookahead_m=lookahead_m, max_decel_mps2=max_decel_mps2)

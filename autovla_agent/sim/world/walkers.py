@@ -4,9 +4,10 @@ Each walker follows its own straight or polyline path (``walker_paths``): a stre
 down, or a crossing it walks from kerb to kerb and back, pausing on each kerb. Before stepping onto the road a
 crossing walker looks for a gap: it waits while a vehicle (the ego included) is within ``min_vehicle_distance_m``
 of the crossing or heading for it and due within ``crossing_gap_s``. Once on the road it keeps going, but stands
-still while a vehicle body blocks its next step. Placement and pauses draw from a seeded generator, so runs
-repeat exactly. Walker ids start at ``WALKER_ID_BASE + 1`` (the ego is 0, vehicles 1..N). World frame (x east,
-y north, yaw CCW rad), metres and seconds.
+still while a vehicle body blocks its next step, and turns back after ``_GIVE_UP_S`` of that (a car that stopped
+too close would wait for it for ever). Placement and pauses draw from a seeded generator, so runs repeat exactly.
+Walker ids start at ``WALKER_ID_BASE + 1`` (the ego is 0, vehicles 1..N). World frame (x east, y north, yaw CCW
+rad), metres and seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ __all__ = ["WALKER_ID_BASE", "WalkerConfig", "Walkers"]
 
 WALKER_ID_BASE = 10000
 _ROUTE_CROSSING_M = 4.0  # a crossing whose segment passes this close to the route is on it
+_KERB_LOOK_M = 0.8  # where on the kerb a crossing walker stops to look for a gap, before the road edge
+_GIVE_UP_S = 2.0  # a crossing walker blocked this long by a vehicle turns back
 _PER_CROSSING = 2  # walkers sharing one crossing at most (the rest walk the sidewalks)
 
 
@@ -182,6 +185,7 @@ class Walkers:
         self.width_m = np.full(w, self.config.width_m)
         self.speed_mps = np.zeros(w)
         self.on_road = np.zeros(w, bool)
+        self._blocked_s = np.zeros(w)  # how long each walker's way has been blocked by a vehicle body
         self.x_m, self.y_m, self.yaw_rad = np.zeros(w), np.zeros(w), np.zeros(w)
         self._update_poses()
 
@@ -224,12 +228,14 @@ class Walkers:
         moving = self.time_s >= self.wait_until_s
         ds = self.direction * self.v0_mps * dt_s
         nxt = self.s_m + ds
+        # the look for a gap happens _KERB_LOOK_M before the road edge, so a waiting walker stands clear of it
+        kerb_in, kerb_out = self.road_in_m - _KERB_LOOK_M, self.road_out_m + _KERB_LOOK_M
         entering = (
             self.crossing
             & moving
             & (
-                ((self.direction > 0) & (self.s_m <= self.road_in_m) & (nxt > self.road_in_m))
-                | ((self.direction < 0) & (self.s_m >= self.road_out_m) & (nxt < self.road_out_m))
+                ((self.direction > 0) & (self.s_m <= kerb_in) & (nxt > kerb_in))
+                | ((self.direction < 0) & (self.s_m >= kerb_out) & (nxt < kerb_out))
             )
         )
         if vehicles is not None and len(vehicles[0]):
@@ -238,7 +244,14 @@ class Walkers:
                 refuse = entering_rows[~self._gap_ok(entering_rows, vehicles)]
                 moving[refuse] = False
                 self.wait_until_s[refuse] = self.time_s + 0.5  # look again in half a second
-            moving &= ~(self.crossing & self._blocked(vehicles))
+            blocked = moving & self.crossing & self._blocked(vehicles)
+            self._blocked_s = np.where(blocked, self._blocked_s + dt_s, 0.0)
+            # a body that stays in the way (a car that stopped too close) sends the walker back where it came from
+            back = self._blocked_s > _GIVE_UP_S
+            self.direction = np.where(back, -self.direction, self.direction)
+            self._blocked_s[back] = 0.0
+            moving &= ~(blocked & ~back)
+            nxt = np.where(back, self.s_m - ds, nxt)
         self.s_m = np.where(moving, nxt, self.s_m)
         self.speed_mps = np.where(moving, self.v0_mps, 0.0)
         # path ends: turn round after a pause on the kerb (sidewalk walkers after a short one)
