@@ -14,6 +14,7 @@ demo: setup  ## drive the AutoVLA agent over the default routes; writes outputs/
 test: setup  ## lint and run the whole test suite
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
+	@$(VENV)/mypy
 	@$(VENV)/pytest -q
 
 check-install: setup  ## install the wheel beside navsim v1.1 / Bench2Drive / numpy 2 pins (also part of `make test`)

@@ -62,6 +62,7 @@ setup(
             "pytest>=8",
             "hypothesis>=6",
             "ruff>=0.6",
+            "mypy>=1.11",
             "carla==0.9.16",
             "opencv-python-headless>=4.9",
             "hydra-core>=1.2",

@@ -16,10 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from autovla_agent.contract import CameraFrame
+from autovla_agent.optional_deps import require_cv2
+
+cv2 = require_cv2()
 
 logger = logging.getLogger(__name__)
 

@@ -117,10 +117,10 @@ def check_model_folder(path: str | Path) -> tuple[Path, dict[str, Any]]:
 def _quantization_config(config: ModelConfig, dtype: torch.dtype) -> Any:
     if config.quantization == "none":
         return None
-    if importlib.util.find_spec("bitsandbytes") is None:
+    if importlib.util.find_spec("bitsandbytes") is None or importlib.util.find_spec("accelerate") is None:
         raise ModelFolderError(
-            f"model.quantization {config.quantization!r} needs bitsandbytes, which is not installed: "
-            "`pip install bitsandbytes>=0.45` (CUDA; its CPU backend works but is slower than bf16), "
+            f"model.quantization {config.quantization!r} needs bitsandbytes and accelerate, which are not installed: "
+            '`pip install "autovla-agent[quant]"` (CUDA; its CPU backend works but is slower than bf16), '
             "or set model.quantization: none"
         )
     from transformers import BitsAndBytesConfig

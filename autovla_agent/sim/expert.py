@@ -6,11 +6,14 @@ A leaderboard-style agent file (``get_entry_point()``, the ``AgentBase`` call pr
 the ego state and every other vehicle (with the lanes each will take) from it, never from sensors.
 
 Every tick (20 Hz) it plans a trajectory for the rear axle along the dense route centre line:
-- target speed along the path: ``min(max_speed, sqrt(max_lateral_accel / |curvature|))``, then limited backwards
+- target speed along the path: ``min(speed cap, sqrt(max_lateral_accel / |curvature|))``, then limited backwards
   by ``plan_decel_mps2`` so it slows before curves;
 - the leader: the nearest vehicle whose box reaches into the ego's corridor along the path (a parked or stopped
   one is an obstacle at speed 0); vehicles about to cross the path (predicted along their lanes) that reach the
   crossing point before the ego, or within ``yield_margin_s`` of it, are yielded to as stopped obstacles;
+- traffic rules (``autovla_agent.sim.expert_rules``): it stops for red lights (and yellow ones it can stop for),
+  stands at stop signs inside the zone the leaderboard counts, yields to pedestrians on or about to cross its
+  path, and keeps ``speed_limit_fraction`` of the speed limit in force, all read from the world (never sensors);
 - a rollout of IDM-like gap keeping (``min(free-road accel, IDM interaction)``) over ``horizon_s`` gives the
   speed profile, hence timed poses.
 It drives the plan through ``planners.control.TrajectoryTracker`` (the same controllers as the AutoVLA agent)

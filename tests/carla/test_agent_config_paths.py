@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from autovla_agent.config_io import ConfigError
 from autovla_agent.loop.agent_config import load_agent_config, packaged_configs_dir
 from autovla_agent.paths import DEFAULT_MODEL_DIR, PACKAGE_DIR
 
-TINY_DEFAULT = "~/.cache/autovla_agent/tiny_model"
+MODEL_PATH_LINE = re.compile(r"^(    path: )\S+", re.M)  # vla.model.path in the packaged YAML
 
 
 def _package_files() -> set[Path]:
@@ -21,10 +22,12 @@ def _package_files() -> set[Path]:
 
 
 def _yaml_with_model_path(folder: Path, model_path: str) -> Path:
-    text = (packaged_configs_dir() / "autovla_tiny.yaml").read_text()
-    assert TINY_DEFAULT in text
+    text, count = MODEL_PATH_LINE.subn(
+        rf"\g<1>{model_path}", (packaged_configs_dir() / "autovla_tiny.yaml").read_text()
+    )
+    assert count == 1
     path = folder / "mine.yaml"
-    path.write_text(text.replace(TINY_DEFAULT, model_path))
+    path.write_text(text)
     return path
 
 

@@ -94,7 +94,7 @@ def test_load_vla_missing_codebook_or_unknown_model_type_refused(tiny_model_dir,
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes installed here")
 def test_load_vla_quantization_without_bitsandbytes_says_how_to_install(tiny_model_dir):
-    with pytest.raises(ModelFolderError, match="pip install bitsandbytes"):
+    with pytest.raises(ModelFolderError, match=r"pip install \"autovla-agent\[quant\]\""):
         load_vla(ModelConfig(path=str(tiny_model_dir), device="cpu", quantization="4bit"))
 
 

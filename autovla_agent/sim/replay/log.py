@@ -40,10 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 
+from autovla_agent.optional_deps import require_cv2
 from autovla_agent.sim.config_checks import require_at_least
+
+cv2 = require_cv2()
 
 logger = logging.getLogger(__name__)
 

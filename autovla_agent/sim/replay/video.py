@@ -16,10 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from autovla_agent.optional_deps import require_cv2
 from autovla_agent.sim.replay.log import FrameStore, ReplayConfig, load_log
+
+cv2 = require_cv2()
 
 logger = logging.getLogger(__name__)
 

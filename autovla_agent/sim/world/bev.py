@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import cv2
 import numpy as np
 
+from autovla_agent.optional_deps import require_cv2
 from autovla_agent.sim.world.raster import GRASS, TownRaster
 from autovla_agent.sim.world.render_signals import draw_bev_overlay
+
+cv2 = require_cv2()
 
 __all__ = ["EGO_COLOR", "bev_affine", "render_bev", "world_to_bev_px"]
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import math
 
-import cv2
 import numpy as np
 
+from autovla_agent.optional_deps import require_cv2
 from autovla_agent.sim.world.render_signals import paint_static_signals
 from autovla_agent.sim.world.signals import town_signals
 from autovla_agent.sim.world.town import Town
 from autovla_agent.sim.world.walker_paths import walker_paths
+
+cv2 = require_cv2()
 
 __all__ = ["GRASS", "TownRaster", "town_raster"]
 

@@ -26,9 +26,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
+from autovla_agent.optional_deps import require_cv2
 from autovla_agent.sensors import frames
 from autovla_agent.sim.world import bev
 from autovla_agent.sim.world.raster import GRASS, town_raster
@@ -42,6 +42,8 @@ from autovla_agent.sim.world.render_boxes import (
 from autovla_agent.sim.world.render_signals import light_strips, signal_objects, walker_objects
 from autovla_agent.sim.world.signals import town_signals
 from autovla_agent.sim.world.town import Town
+
+cv2 = require_cv2()
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from autovla_agent.optional_deps import require_cv2
+
+cv2 = require_cv2()
 
 __all__ = [
     "FACES_PER_OBJECT",

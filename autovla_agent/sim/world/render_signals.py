@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
+from autovla_agent.optional_deps import require_cv2
 from autovla_agent.sim.world.render_boxes import SceneObjects, concat_objects, two_box_objects
 from autovla_agent.sim.world.signal_state import GREEN, RED, YELLOW
 from autovla_agent.sim.world.signals import TownSignals
+
+cv2 = require_cv2()
 
 __all__ = [
     "LIGHT_RGB",

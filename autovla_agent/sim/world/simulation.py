@@ -1,4 +1,4 @@
-"""The embedded closed-loop world: town, dense route, kinematic ego, IDM traffic and leaderboard-style sensors.
+"""The embedded closed-loop world: town, route, kinematic ego, IDM traffic, pedestrians, traffic lights, sensors.
 
 Everything here is in the internal WORLD frame of ``autovla_agent.sensors.frames`` (x east, y north = -y_carla,
 yaw CCW radians) unless a name says ``carla``. One ``World`` is one route run: it is built from a town and a

@@ -8,8 +8,12 @@ ego whose box reaches into that corridor is a leader candidate and the nearest o
 speed drops before curves (lateral acceleration limit). Where two vehicles block each other's corridor head-on
 or crosswise (crossing, merging), the one nearer the conflict goes first (ties: lower id); traffic always
 yields to the ego. At junctions, a vehicle stops before the conflict zone of crossing or merging lanes for one
-that gets there first (the ego included, through its route). The perception lives in ``traffic_perception.py``,
-the spawn placement in ``traffic_spawn.py``, the IDM parameters and law in ``traffic_model.py``.
+that gets there first (the ego included, through its route). Signals (``rules``, set by the world): a vehicle
+stops at the line of a red or yellow light it can still stop for and stands at stop signs before going on
+(``traffic_signals.py``); its desired speed scales with the speed limit in force. Pedestrians in a vehicle's
+corridor (seen a little ahead along their way) are standing obstacles. The perception lives in
+``traffic_perception.py``, the spawn placement in ``traffic_spawn.py``, the IDM parameters and law in
+``traffic_model.py``.
 
 Stopped obstacles: a route's ``<obstacles>`` are placed in their lane and held for ``hold_s`` (parked when
 infinite); ``TrafficConfig.num_parked`` adds vehicles parked at the kerb along the route, just outside the lane.
