@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autovla_agent.sim.scoring.results import INFRACTION_NAMES, ResultsFile
+from autovla_agent.sim.scoring.resume import resumable_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -80,22 +81,9 @@ class OrderedResults:
         warning saying why.
         """
         data = ResultsFile.read(self.path)
-        checkpoint = data.get("_checkpoint") if data else None
         self.start()
-        if not isinstance(checkpoint, dict) or not data.get("entry_status"):
-            logger.warning("cannot resume: %s has no leaderboard checkpoint; running all routes", self.path)
-            return 0
-        if data.get("entry_status") == "Invalid":
-            logger.warning("cannot resume: %s has entry_status 'Invalid'; running all routes", self.path)
-            return 0
-        progress = checkpoint.get("progress") or []
-        if len(progress) != 2 or int(progress[1]) != self.total:
-            logger.warning(
-                "cannot resume: %s was written for %s routes, this run has %d; running all routes",
-                self.path,
-                progress[1] if len(progress) == 2 else "?",
-                self.total,
-            )
+        checkpoint = resumable_checkpoint(self.path, data, self.total)
+        if checkpoint is None:
             return 0
         for record in checkpoint.get("records") or []:
             if not isinstance(record, dict):

@@ -34,6 +34,7 @@ from autovla_agent.sim.scoring.infractions import (
     TrafficEvent,
     compute_scores,
 )
+from autovla_agent.sim.scoring.resume import resumable_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -292,22 +293,10 @@ class ResultsFile:
         equal); otherwise nothing is resumed and the run starts over, with a warning saying why.
         """
         data = self.read(self.path)
-        checkpoint = data.get("_checkpoint") if data else None
-        if not isinstance(checkpoint, dict) or not data.get("entry_status"):
-            logger.warning("cannot resume: %s has no leaderboard checkpoint; running all routes", self.path)
+        checkpoint = resumable_checkpoint(self.path, data, len(route_ids))
+        if checkpoint is None:
             return 0
-        if data.get("entry_status") == "Invalid":
-            logger.warning("cannot resume: %s has entry_status 'Invalid'; running all routes", self.path)
-            return 0
-        progress = checkpoint.get("progress") or []
-        if len(progress) != 2 or int(progress[1]) != len(route_ids):
-            logger.warning(
-                "cannot resume: %s was written for %s routes, this run has %d; running all routes",
-                self.path,
-                progress[1] if len(progress) == 2 else "?",
-                len(route_ids),
-            )
-            return 0
+        progress = checkpoint["progress"]
         records = [r for r in checkpoint.get("records") or [] if isinstance(r, dict)]
         done = 0
         while done < min(int(progress[0]), len(records), len(route_ids)):

@@ -247,19 +247,7 @@ class World:
             height_m=np.array([self.config.ego.height_m]),
             color_rgb=np.array([[200, 40, 40]], np.uint8),
         )
-        t = self.traffic
-        vehicles = ActorArrays(
-            ids=t.ids.copy(),
-            x_m=t.x_m.copy(),
-            y_m=t.y_m.copy(),
-            yaw_rad=t.yaw_rad.copy(),
-            speed_mps=t.speed_mps.copy(),
-            length_m=t.length_m.copy(),
-            width_m=t.width_m.copy(),
-            parked=t.parked.copy(),
-            height_m=t.height_m.copy(),
-            color_rgb=t.color_rgb.copy(),
-        )
+        vehicles = _actor_copies(self.traffic, self.traffic.parked.copy())
         return WorldSnapshot(
             frame=self.frame,
             time_s=self.time_s,
@@ -270,24 +258,8 @@ class World:
             ego_steer_rad=e.steer_rad,
             control=(e.control.steer, e.control.throttle, e.control.brake),
             ego_rear_axle_xy_m=(float(e.state[0]), float(e.state[1])),
-            walkers=self._walker_arrays(),
+            walkers=_actor_copies(self.walkers, np.zeros(len(self.walkers), bool)),
             light_state=self.lights.state.copy(),
-        )
-
-    def _walker_arrays(self) -> ActorArrays:
-        """The pedestrians as ``ActorArrays`` (copies)."""
-        w = self.walkers
-        return ActorArrays(
-            ids=w.ids.copy(),
-            x_m=w.x_m.copy(),
-            y_m=w.y_m.copy(),
-            yaw_rad=w.yaw_rad.copy(),
-            speed_mps=w.speed_mps.copy(),
-            length_m=w.length_m.copy(),
-            width_m=w.width_m.copy(),
-            parked=np.zeros(len(w), bool),
-            height_m=w.height_m.copy(),
-            color_rgb=w.color_rgb.copy(),
         )
 
     # ----- rendering -----
@@ -309,3 +281,11 @@ class World:
             meters_per_px=meters_per_px,
             planned_xy_world_m=planned_xy_world_m,
         )
+
+
+_ACTOR_COLUMNS = ("ids", "x_m", "y_m", "yaw_rad", "speed_mps", "length_m", "width_m", "height_m", "color_rgb")
+
+
+def _actor_copies(source: Any, parked: np.ndarray) -> ActorArrays:
+    """``ActorArrays`` copied from the columns of the traffic or the walkers (a snapshot must not alias them)."""
+    return ActorArrays(**{name: getattr(source, name).copy() for name in _ACTOR_COLUMNS}, parked=parked)
